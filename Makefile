@@ -1,0 +1,42 @@
+# scm-dist: set-up, demo, tests and benchmarks. Every target works on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge
+export DS_ACCELERATOR ?= cpu
+
+.PHONY: setup apt demo test bench clean-venv
+
+setup: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q numpy
+	$(PY) -m pip install -q --no-build-isolation ffcv==1.0.2 || $(PY) -m pip install -q ffcv==1.0.2
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip freeze > $(VENV)/tested-set.txt
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m scm_dist.demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m scm_dist.bench all --json
+
+clean-venv:
+	rm -rf $(VENV)

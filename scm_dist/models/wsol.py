@@ -1,0 +1,66 @@
+"""The TS-CAM / SCM model: DeiT encoder, 3x3 conv class-map head, optional SCM."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .attention import AttentionImpl
+from .encoder import DeiTEncoder
+from .functional import minmax
+from .scm import SpatialCalibration
+
+
+class WSOLOutput(NamedTuple):
+    """Eval-mode output of every model of the family."""
+
+    logits: torch.Tensor      # [B, K] = GAP of the class maps
+    cams: torch.Tensor        # [B, K, h, w] localization maps = attention * class maps
+    attention: torch.Tensor   # [B, h, w] min-max normalised attention CAM
+    class_maps: torch.Tensor  # [B, K, h, w] head output S
+
+
+class DeiTWSOL(DeiTEncoder):
+    """DeiT + conv head; with ``use_scm`` the training logits go through SCM.
+
+    Encoder parameters keep the classic timm ViT names (``patch_embed.proj``,
+    ``blocks.{i}.attn.qkv``, ...), so DeiT and release checkpoints map one to one.
+
+    Train mode returns logits [B, K] (through SCM when ``use_scm``). Eval mode never
+    runs SCM and returns a :class:`WSOLOutput`.
+    """
+
+    def __init__(self, num_classes: int = 1000, img_size: int = 224, patch_size: int = 16,
+                 embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
+                 use_scm: bool = False, attn_impl: AttentionImpl = "fused",
+                 in_chans: int = 3, **unused) -> None:
+        if unused:
+            raise TypeError(f"unknown model arguments: {sorted(unused)}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        super().__init__(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio,
+                         qkv_bias, drop_path_rate, attn_impl, in_chans)
+        self.num_classes = num_classes
+        self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
+        self.scm = SpatialCalibration(self.grid_size) if use_scm else None
+
+    def class_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return class maps S [B, K, h, w] and the raw attention CAM A [B, N]."""
+        tokens, attention_cam = self.forward_features(images)
+        batch, _, dim = tokens.shape
+        grid = tokens.transpose(1, 2).reshape(batch, dim, *self.grid_size)
+        return self.head(grid), attention_cam
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | WSOLOutput:
+        class_maps, attention_cam = self.class_maps(images)
+        if self.training:
+            if self.scm is not None:
+                class_maps = self.scm(class_maps, attention_cam)
+            return class_maps.mean(dim=(2, 3))
+        attention = minmax(attention_cam, dim=1).reshape(-1, 1, *self.grid_size)
+        return WSOLOutput(logits=class_maps.mean(dim=(2, 3)),
+                          cams=attention.to(class_maps.dtype) * class_maps,
+                          attention=attention.squeeze(1),
+                          class_maps=class_maps)
