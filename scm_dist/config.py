@@ -1,0 +1,222 @@
+"""The one experiment config: dataclasses, loaded from YAML, overridden by dotted keys.
+
+    cfg = load_config("configs/experiments/synthetic_scm.yaml", ["optim.lr=1e-4"])
+
+Every CLI reads this object. Unknown keys are errors that list the close valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """Which network and how it starts."""
+
+    name: str = "deit_scm_small_patch16_224"
+    num_classes: int = 0             # 0: take it from the train shards' manifest
+    img_size: int = 224
+    drop_path_rate: float = 0.1
+    pretrained: str = ""             # local checkpoint file (DeiT, release or own); "" = random
+    attn_impl: str = "fused"         # fused | naive
+
+
+@dataclass
+class DataConfig:
+    """Where the shards are and how they are streamed and transformed."""
+
+    train_dir: str = ""              # shard directory with manifest.json (or an image folder)
+    val_dir: str = ""
+    format: str = "auto"             # auto (from the manifest) | webdataset | ffcv | folder
+    resize_size: int = 256           # train: resize to resize_size x resize_size ...
+    crop_size: int = 224             # ... then random crop crop_size, horizontal flip
+    eval_size: int = 224             # eval: resize to eval_size x eval_size
+    batch_size: int = 64             # micro batch per process
+    eval_batch_size: int = 64
+    workers: int = 4                 # loader worker processes per rank
+    shuffle_buffer: int = 2000       # webdataset sample shuffle buffer
+    resampled: bool = False          # webdataset: sample shards with replacement ...
+    samples_per_epoch: int = 0       # ... with this many samples per epoch (0: manifest count)
+    ffcv_order: str = "random"       # random | quasi_random
+    ffcv_os_cache: bool = True       # FFCV: use the page cache (else process-local memory)
+    skip_corrupt: bool = False       # train: skip undecodable samples with a warning + count
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the learning-rate schedule."""
+
+    lr: float = 5e-5                 # base LR at base_batch_size
+    lr_scaling: str = "linear"       # linear: lr * global_batch / base_batch_size | none
+    base_batch_size: int = 256
+    weight_decay: float = 0.05       # not applied to norms, biases, pos_embed, cls_token
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "step"           # step | cosine
+    decay_epochs: list[int] = field(default_factory=list)  # step: multiply by decay_rate at these
+    decay_rate: float = 0.1
+    warmup_epochs: float = 0.0       # linear warmup (both schedules)
+    min_lr: float = 0.0              # cosine floor
+    grad_clip: float = 0.0           # max global grad norm; 0 disables
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The engine, precision, length, checkpoints and logging."""
+
+    engine: str = "accelerate"       # accelerate | deepspeed
+    sharding: str = "ddp"            # accelerate: ddp | fsdp
+    deepspeed_config: str = "configs/deepspeed/zero2.json"
+    precision: str = "fp32"          # fp32 | bf16 | fp16 (fp16 uses loss scaling)
+    epochs: int = 30
+    max_steps: int = 0               # >0: stop after this many optimizer steps
+    grad_accum: int = 1
+    checkpoint_every: int = 500      # optimizer steps; a checkpoint is also written at the end
+    keep_last: int = 3
+    log_every: int = 20
+    output_dir: str = "runs/default"
+    resume: str = "auto"             # auto (latest in output_dir) | none | a checkpoint path
+    expected_world_size: int = 0     # >0: refuse to start with another world size
+
+
+@dataclass
+class EvalConfig:
+    """Distributed WSOL evaluation (see docs EVAL_PROTOCOL.md)."""
+
+    after_train: bool = False
+    protocols: list[str] = field(default_factory=lambda: ["wsol", "scm-release"])
+    iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
+    cam_curve_interval: float = 0.01
+    top_k: int = 5
+    num_pictures: int = 8
+    output_dir: str = ""             # "" = <train.output_dir>/eval
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything a run needs."""
+
+    name: str = "experiment"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message says what to change."""
+
+
+def _valid_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _valid_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _unknown_key(key: str) -> ConfigError:
+    valid = _valid_keys(ExperimentConfig)
+    close = difflib.get_close_matches(key, valid, n=4, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}.{hint}")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, key) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if hint is float and not isinstance(value, bool):
+        try:  # YAML reads "1e-4" (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and value is not None:
+        return str(value)
+    raise ConfigError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise _unknown_key(key)
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} is a section; give it as a mapping of keys")
+            _apply(getattr(obj, name), value, f"{key}.")
+        else:
+            setattr(obj, name, _coerce(value, hint, key))
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["optim.lr=1e-4", "train.epochs=3"]`` into a nested dict."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise _unknown_key(key)
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None
+                ) -> ExperimentConfig:
+    """Defaults, then the YAML file, then the dotted overrides."""
+    cfg = ExperimentConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (see configs/experiments/)")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        _apply(cfg, loaded)
+    _apply(cfg, parse_overrides(overrides or []))
+    return cfg
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested dict (for results JSON and checkpoints)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
