@@ -72,7 +72,9 @@ class SCMLayer(nn.Module):
                 initial: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         propagation = self.propagation_matrix(class_maps, laplacian, initial)
         update = (propagation @ cam.unsqueeze(-1)).squeeze(-1)
-        update = update / (self.t * cam.amax(dim=1, keepdim=True))
+        peak = cam.amax(dim=1, keepdim=True)
+        # an all-zero cam (constant attention) gives update 0; avoid 0/0
+        update = update / (self.t * torch.where(peak > 0, peak, torch.ones_like(peak)))
         update = minmax(update - torch.tanh(update), dim=1)
         class_maps = class_maps + class_maps * update.reshape(class_maps.shape[0], 1,
                                                               *class_maps.shape[2:])

@@ -1,0 +1,70 @@
+"""Encoder-only inference weights: a checkpoint with no SCM parameter.
+
+    scm-export --checkpoint runs/x/model_final.pt --out deit_scm_small_cub_infer.pt
+
+Eval mode never runs SCM, so the exported file gives identical eval outputs; load it
+with ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=OUT),
+num_classes=K)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+STATE_DICT_KEYS = ("state_dict", "model", "module")
+SCM_PREFIXES = ("scm.", "layers.")  # ours, and the release's SCM scalars
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a checkpoint file and return its model state dict (``module.`` stripped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(checkpoint, dict):
+        for key in STATE_DICT_KEYS:
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
+        raise ValueError(f"{path} holds no model state dict (looked for {STATE_DICT_KEYS})")
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def encoder_only(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop every SCM parameter (ours and the release's), keep encoder and head."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(SCM_PREFIXES)}
+
+
+def save_atomic(obj: object, path: str | Path) -> None:
+    """torch.save to a temporary name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
+    """Write the encoder-only weights of ``checkpoint`` to ``out``; return key counts."""
+    state_dict = read_state_dict(checkpoint)
+    encoder = {k: v.float().contiguous() for k, v in encoder_only(state_dict).items()}
+    save_atomic({"state_dict": encoder, "format": "scm_dist-encoder-only"}, out)
+    return {"kept": len(encoder), "dropped_scm": len(state_dict) - len(encoder)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scm-export", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="model checkpoint (.pt/.pth)")
+    parser.add_argument("--out", required=True, help="where to write the inference weights")
+    args = parser.parse_args(argv)
+    counts = export_encoder(args.checkpoint, args.out)
+    print(f"wrote {args.out}: {counts['kept']} tensors, dropped {counts['dropped_scm']} SCM "
+          "parameters")
+
+
+if __name__ == "__main__":
+    main()
