@@ -1,0 +1,186 @@
+"""Writing, verifying and describing ``manifest.json`` (field names live in :mod:`data_shards.schema`)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from data_shards.records import SourceListing
+from data_shards.schema import (
+    BOX_DTYPE, FFCV_BOXES, FFCV_FIELDS, FFCV_HEIGHT, FFCV_IMAGE, FFCV_LABEL, FFCV_NUM_BOXES,
+    FFCV_SAMPLE_ID, FFCV_WIDTH, FORMAT_FFCV, boxes_from_ffcv, FORMAT_WEBDATASET, MANIFEST_NAME, SCHEMA_VERSION, WDS_IMAGE_KEY, WDS_INFO_KEY,
+    WDS_LABEL_KEY, Manifest, ShardEntry, SkippedSample, decode_sample_json, read_manifest,
+)
+from data_shards.writers.atomic import sha256_file, write_json_atomic
+
+
+def build_manifest(listing: SourceListing, formats: Sequence[str], max_boxes: int,
+                   shards: Sequence[ShardEntry], *, total_samples: int, total_boxes: int, images_in: int,
+                   boxes_clipped: int, skipped: Sequence[SkippedSample], arguments: dict[str, Any]) -> Manifest:
+    """The manifest of a finished split; checks that nothing was lost (in = out + skipped)."""
+    if images_in != total_samples + len(skipped):
+        raise AssertionError(f"{images_in} images in but {total_samples} written + {len(skipped)} skipped")
+    return Manifest(schema_version=SCHEMA_VERSION, source=listing.name, split=listing.split,
+                    formats=tuple(formats), classes=listing.classes, max_boxes=max_boxes,
+                    shards=tuple(shards), total_samples=total_samples, total_boxes=total_boxes,
+                    images_in=images_in, boxes_clipped=boxes_clipped, skipped=tuple(skipped),
+                    arguments=arguments)
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write ``folder/manifest.json`` atomically."""
+    write_json_atomic(folder / MANIFEST_NAME, manifest.to_dict())
+
+
+def split_dirs(path: Path) -> list[Path]:
+    """The split folders at ``path``: itself if it holds a manifest, else its subfolders that do."""
+    if (path / MANIFEST_NAME).is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if (p / MANIFEST_NAME).is_file()) if path.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no {MANIFEST_NAME} in {path} or its subfolders; expected the --out "
+                                "folder of `scm-shards convert`/`synth` or one of its split folders")
+    return found
+
+
+def _tar_problems(path: Path, entry: ShardEntry, deep: bool) -> Iterator[str]:
+    from data_shards.writers.webdataset import iter_tar_samples
+    count = 0
+    try:
+        for key, parts in iter_tar_samples(path):
+            count += 1
+            missing = {WDS_IMAGE_KEY, WDS_LABEL_KEY, WDS_INFO_KEY} - set(parts)
+            if missing:
+                yield f"{entry.name}: sample {key} lacks {sorted(missing)}"
+                continue
+            if deep:
+                yield from (f"{entry.name}: sample {key}: {p}" for p in _sample_problems(parts))
+    except Exception as err:  # a damaged tar can raise anything from tarfile
+        yield f"{entry.name}: unreadable tar after {count} samples ({err})"
+        return
+    if count != entry.samples:
+        yield f"{entry.name}: {count} samples, manifest says {entry.samples}"
+
+
+def _sample_problems(parts: dict[str, bytes]) -> Iterator[str]:
+    try:
+        info = decode_sample_json(parts[WDS_INFO_KEY])
+    except Exception as err:
+        yield f"json does not parse ({err})"
+        return
+    if int(parts[WDS_LABEL_KEY]) != info.label:
+        yield f"cls {parts[WDS_LABEL_KEY]!r} differs from the json label {info.label}"
+    try:
+        with Image.open(io.BytesIO(parts[WDS_IMAGE_KEY])) as image:
+            image.load()
+            size = image.size
+    except Exception as err:
+        yield f"JPEG does not decode ({err})"
+        return
+    if size != (info.image_width, info.image_height):
+        yield f"image is {size}, json says {(info.image_width, info.image_height)}"
+    for box in info.boxes:
+        if not (0 <= box[0] <= box[2] <= info.width - 1 and 0 <= box[1] <= box[3] <= info.height - 1):
+            yield f"box {list(box)} outside its {info.width}x{info.height} frame"
+
+
+def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool) -> Iterator[str]:
+    from ffcv.reader import Reader
+    try:
+        reader = Reader(str(path))
+    except Exception as err:
+        yield f"{entry.name}: FFCV cannot read the file ({err})"
+        return
+    if reader.num_samples != entry.samples:
+        yield f"{entry.name}: {reader.num_samples} samples, manifest says {entry.samples}"
+    if not deep:
+        return
+    import cv2
+    meta = reader.metadata
+    column = {name: f"f{i}" for i, name in enumerate(FFCV_FIELDS)}
+    sizes = {int(p): int(s) for p, s in zip(reader.alloc_table["ptr"], reader.alloc_table["size"])}
+
+    def read(f, ptr: int, size: int) -> bytes:
+        f.seek(ptr)
+        return f.read(size)
+
+    with open(path, "rb") as f:
+        for index in range(reader.num_samples):
+            row = meta[index]
+            where = f"{entry.name}: sample {index} (sample_id {int(row[column[FFCV_SAMPLE_ID]])})"
+            image = row[column[FFCV_IMAGE]]
+            ptr = int(image["data_ptr"])
+            data = read(f, ptr, sizes.get(ptr, 0))
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+            if decoded is None or decoded.shape[:2] != (int(image["height"]), int(image["width"])):
+                yield f"{where}: image does not decode to its stated size"
+            if not 0 <= int(row[column[FFCV_LABEL]]) < len(manifest.classes):
+                yield f"{where}: label outside the {len(manifest.classes)} classes"
+            count = int(row[column[FFCV_NUM_BOXES]])
+            boxes = np.frombuffer(read(f, int(row[column[FFCV_BOXES]]), manifest.max_boxes * 16), BOX_DTYPE)
+            if not 0 <= count <= manifest.max_boxes or boxes.size != manifest.max_boxes * 4:
+                yield f"{where}: box count {count} outside 0..{manifest.max_boxes}"
+                continue
+            valid = boxes_from_ffcv(boxes, count)
+            w, h = int(row[column[FFCV_WIDTH]]), int(row[column[FFCV_HEIGHT]])
+            if boxes.reshape(-1, 4)[count:].any() or not (
+                    (valid[:, 0] <= valid[:, 2]).all() and (valid[:, 1] <= valid[:, 3]).all()
+                    and (valid >= 0).all() and (valid[:, 2] <= w - 1).all() and (valid[:, 3] <= h - 1).all()):
+                yield f"{where}: boxes do not match the schema (padding, order or frame {w}x{h})"
+
+
+def verify_split(folder: Path, deep: bool = False) -> list[str]:
+    """Problems found in one split folder (empty when it matches its manifest)."""
+    manifest = read_manifest(folder)
+    problems = []
+    for entry in manifest.shards:
+        path = folder / entry.name
+        if not path.is_file():
+            problems.append(f"{entry.name}: missing")
+            continue
+        if path.stat().st_size != entry.bytes:
+            problems.append(f"{entry.name}: {path.stat().st_size} bytes, manifest says {entry.bytes}")
+        if sha256_file(path) != entry.sha256:
+            problems.append(f"{entry.name}: sha256 differs from the manifest (the file changed)")
+        if entry.format == FORMAT_WEBDATASET:
+            problems += _tar_problems(path, entry, deep)
+        elif entry.format == FORMAT_FFCV:
+            problems += _ffcv_problems(path, entry, manifest, deep)
+    for fmt in manifest.formats:
+        total = sum(s.samples for s in manifest.shards_of(fmt))
+        if total != manifest.total_samples:
+            problems.append(f"{fmt}: {total} samples in the files, manifest total {manifest.total_samples}")
+    if manifest.images_in != manifest.total_samples + len(manifest.skipped):
+        problems.append(f"images in ({manifest.images_in}) != samples ({manifest.total_samples}) "
+                        f"+ skipped ({len(manifest.skipped)})")
+    return problems
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def describe_split(folder: Path) -> str:
+    """A readable summary of one split folder."""
+    m = read_manifest(folder)
+    lines = [f"{folder}: {m.source} / {m.split}",
+             f"  samples {m.total_samples} (of {m.images_in} images; {len(m.skipped)} skipped), "
+             f"boxes {m.total_boxes} ({m.boxes_clipped} clipped), classes {len(m.classes)} "
+             f"({', '.join(m.classes[:5])}{', ...' if len(m.classes) > 5 else ''})"]
+    for fmt in m.formats:
+        files = m.shards_of(fmt)
+        size = sum(s.bytes for s in files)
+        lines.append(f"  {fmt}: {len(files)} file(s), {_human_bytes(size)}, "
+                     f"{_human_bytes(size / max(m.total_samples, 1))} per image")
+    if FORMAT_FFCV in m.formats:
+        lines.append(f"  FFCV boxes array: [{m.max_boxes}, 4]")
+    for s in m.skipped:
+        lines.append(f"  skipped {s.source}: {s.reason}")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""What a source hands to the conversion: one record per source image, and what preparing it gives."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One source image with its label and boxes, before it is read.
+
+    Exactly one of ``path`` (a file to read) and ``data`` (bytes already in memory) is set.
+    ``size`` is the (width, height) the boxes refer to when the annotation states it;
+    ``None`` means the frame is the image file's own size.
+    """
+
+    key: str
+    source: str                      # path relative to the dataset root, for messages and the json
+    label: int
+    class_name: str
+    boxes: tuple[Box, ...] = ()
+    size: Optional[tuple[int, int]] = None
+    path: Optional[str] = None
+    data: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
+class SourceListing:
+    """Everything a source found for one split, in canonical (sorted) order."""
+
+    name: str                        # "imagenet", "cub", "folder", "synthetic"
+    split: str
+    classes: tuple[str, ...]
+    records: tuple[SourceRecord, ...]
+
+
+@dataclass(frozen=True)
+class PreparedSample:
+    """A record after reading: the bytes to store and the checked annotation."""
+
+    key: str
+    sample_id: int
+    label: int
+    class_name: str
+    source: str
+    jpeg: bytes
+    width: int                       # frame of ``boxes``
+    height: int
+    image_width: int                 # size of ``jpeg``
+    image_height: int
+    boxes: tuple[Box, ...]
+    boxes_clipped: int
+    reencoded: bool
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record that could not be read, with the reason."""
+
+    source: str
+    reason: str

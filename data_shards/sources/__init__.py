@@ -1,0 +1,1 @@
+"""Dataset sources: each lists one split as :class:`data_shards.records.SourceListing`."""

@@ -1,0 +1,1 @@
+"""Shard writers: WebDataset tar shards and the FFCV .beton."""
