@@ -1,0 +1,214 @@
+"""FFCV .beton to one rank: decode, crop, flip and normalise inside the FFCV pipeline.
+
+FFCV's own ``distributed=True`` wraps torch's ``DistributedSampler`` without arguments, so
+it needs ``torch.distributed`` initialised (rank and world size come from the process
+group, not from the launcher's environment), pads the order with repeated samples when the
+count does not divide (no exact-once eval), and refuses QUASI_RANDOM. This module gives the
+Loader its own traversal order instead, built from the explicit rank and world size:
+
+- random: a permutation of all samples seeded by ``(seed, epoch)``, the same on every rank;
+- quasi_random: pages permuted with ``(seed, epoch)``, grouped in windows of ``2 *
+  batch_size`` pages, samples shuffled inside a window (batches touch few pages, which is
+  what makes it fast without the page cache);
+
+rank ``r`` takes block ``r`` of ``steps_per_epoch * batch_size`` samples of that order
+(disjoint ranks, the tail left out). Eval reads the balanced contiguous range
+``[N r / w, N (r+1) / w)`` in file order. FFCV's workers are threads of one process.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from ffcv.fields.decoders import IntDecoder, NDArrayDecoder
+from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder
+from ffcv.loader import Loader
+from ffcv.traversal_order.base import TraversalOrder
+from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from data_shards.schema import (FFCV_BOXES, FFCV_FIELDS, FFCV_HEIGHT, FFCV_IMAGE, FFCV_LABEL,
+                                FFCV_NUM_BOXES, FFCV_SAMPLE_ID, FFCV_WIDTH, FORMAT_FFCV,
+                                boxes_from_ffcv)
+from scm_dist.config import DataConfig
+
+from .base import EvalBatch, TrainLoader
+from .shards import ShardSet, open_shards
+from .split import balanced_range
+from .transforms import rescale_boxes
+
+ORDERS = ("random", "quasi_random")
+BATCHES_AHEAD = 3
+
+
+def _resized_frame_crop(height, width, sizes, _unused):  # numba-compiled by FFCV
+    """The source window that becomes a uniform ``crop`` window after resizing to
+    ``resize x resize``: (row, column, height, width) in source pixels."""
+    resize, crop = sizes[0], sizes[1]
+    top = np.random.randint(0, int(resize - crop) + 1)
+    left = np.random.randint(0, int(resize - crop) + 1)
+    row, col = int(top * height / resize), int(left * width / resize)
+    rows = max(1, min(int(round(crop * height / resize)), int(height) - row))
+    cols = max(1, min(int(round(crop * width / resize)), int(width) - col))
+    return row, col, rows, cols
+
+
+def _full_frame(height, width, _sizes, _unused):  # numba-compiled by FFCV
+    return 0, 0, int(height), int(width)
+
+
+class _CropResizeDecoder(ResizedCropRGBImageDecoder):
+    """JPEG decode, then a window of the source resized to ``output`` x ``output``."""
+
+    def __init__(self, output: int, window: Callable, resize: int = 0) -> None:
+        super().__init__((output, output))
+        self.scale = np.array([resize, output], dtype=np.float64)
+        self.ratio = np.zeros(1)
+        self._window = window
+
+    @property
+    def get_crop_generator(self) -> Callable:
+        return self._window
+
+
+class _RankOrder(TraversalOrder):
+    """A traversal order for ``Loader(order=...)``; FFCV calls the instance with itself."""
+
+    def __init__(self, plan: Callable[[Loader], np.ndarray]) -> None:  # noqa: no super().__init__
+        self._plan = plan
+        self.loader: Loader | None = None
+
+    def __call__(self, loader: Loader) -> "_RankOrder":
+        self.loader = loader
+        return self
+
+    def sample_order(self, epoch: int) -> np.ndarray:
+        return self._plan(self.loader)
+
+
+def _first_pages(loader: Loader) -> np.ndarray:
+    """The first page of the file each sample's data lies in."""
+    reader = loader.reader
+    table = reader.alloc_table
+    pages = np.full(reader.num_samples, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(pages, table["sample_id"].astype(np.int64),
+                  (table["ptr"] // reader.page_size).astype(np.int64))
+    return pages
+
+
+def quasi_random_order(pages: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """All samples, page windows in random order, samples shuffled within a window."""
+    unique, page_index = np.unique(pages, return_inverse=True)
+    window_of = rng.permutation(len(unique))[page_index] // max(window, 1)
+    return np.lexsort((rng.random(len(pages)), window_of))
+
+
+def _normalize_op() -> NormalizeImage:
+    mean = np.array(IMAGENET_DEFAULT_MEAN) * 255
+    std = np.array(IMAGENET_DEFAULT_STD) * 255
+    return NormalizeImage(mean, std, np.float32)
+
+
+def _int_pipeline() -> list:
+    return [IntDecoder(), ToTensor(), Squeeze(1)]
+
+
+def _disabled(*keep: str) -> dict[str, None]:
+    return {name: None for name in FFCV_FIELDS if name not in keep}
+
+
+class FFCVTrainLoader(TrainLoader):
+    """Train batches from the FFCV file (see the module docstring for the order).
+
+    Resume: exact at batch granularity for the same layout (world size, batch size, seed,
+    order): the same samples in the same order, the skipped ones never read. Crops and
+    flips are drawn by FFCV's numba threads and are NOT reproduced. ``skip_corrupt`` does
+    not apply: FFCV cannot tell an undecodable JPEG (data_shards encodes them itself).
+    The yielded tensors live in FFCV's reused buffers: use (or copy) a batch before
+    drawing ``BATCHES_AHEAD`` more.
+    """
+
+    def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int,
+                 seed: int) -> None:
+        if cfg.ffcv_order not in ORDERS:
+            raise ValueError(f"data.ffcv_order {cfg.ffcv_order!r} is not one of {ORDERS}")
+        shards = open_shards(directory, FORMAT_FFCV)
+        super().__init__(fmt=FORMAT_FFCV, num_classes=len(shards.manifest.classes),
+                         steps_per_epoch=shards.total // (world_size * cfg.batch_size),
+                         rank=rank, world_size=world_size, batch_size=cfg.batch_size, seed=seed)
+        self.order = cfg.ffcv_order
+        self.last_ids: list[str] = []
+        self._pages: np.ndarray | None = None
+        self._position = (0, 0)
+        self._loader = Loader(
+            str(shards.paths[0]), batch_size=cfg.batch_size, num_workers=max(cfg.workers, 1),
+            os_cache=cfg.ffcv_os_cache, order=_RankOrder(self._plan), distributed=False,
+            seed=seed, drop_last=True, batches_ahead=BATCHES_AHEAD,
+            pipelines={
+                **_disabled(FFCV_IMAGE, FFCV_LABEL, FFCV_SAMPLE_ID),
+                FFCV_IMAGE: [_CropResizeDecoder(cfg.crop_size, _resized_frame_crop,
+                                                cfg.resize_size),
+                             RandomHorizontalFlip(), _normalize_op(), ToTensor(),
+                             ToTorchImage(channels_last=False)],
+                FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline()})
+
+    def layout(self) -> dict[str, Any]:
+        return {**super().layout(), "order": self.order}
+
+    def _plan(self, loader: Loader) -> np.ndarray:
+        epoch, consumed = self._position
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.order == "random":
+            order = rng.permutation(loader.reader.num_samples)
+        else:
+            if self._pages is None:
+                self._pages = _first_pages(loader)
+            order = quasi_random_order(self._pages, 2 * self.batch_size, rng)
+        block = self.steps_per_epoch * self.batch_size
+        mine = order[self.rank * block:(self.rank + 1) * block]
+        return mine[consumed * self.batch_size:].astype(np.uint64)
+
+    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self._position = (epoch, consumed)
+        for images, labels, sample_ids in self._loader:
+            self.last_ids = [str(i) for i in sample_ids.tolist()]
+            yield images, labels
+
+
+class FFCVEvalLoader:
+    """Eval batches of this rank's contiguous share of the FFCV file. ``keys`` are the
+    samples' ``sample_id`` as text (the FFCV schema stores no key string)."""
+
+    def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int) -> None:
+        shards: ShardSet = open_shards(directory, FORMAT_FFCV)
+        self.format = FORMAT_FFCV
+        self.num_classes = len(shards.manifest.classes)
+        self.total_samples = shards.total
+        start, stop = balanced_range(shards.total, world_size, rank)
+        self.num_samples = stop - start
+        self._size = cfg.eval_size
+        indices = np.arange(start, stop, dtype=np.uint64)
+        self._loader = None if not len(indices) else Loader(
+            str(shards.paths[0]), batch_size=cfg.eval_batch_size,
+            num_workers=max(cfg.workers, 1), os_cache=cfg.ffcv_os_cache,
+            order=_RankOrder(lambda _: indices), drop_last=False, batches_ahead=BATCHES_AHEAD,
+            pipelines={
+                FFCV_IMAGE: [_CropResizeDecoder(cfg.eval_size, _full_frame), _normalize_op(),
+                             ToTensor(), ToTorchImage(channels_last=False)],
+                FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline(),
+                FFCV_NUM_BOXES: _int_pipeline(), FFCV_WIDTH: _int_pipeline(),
+                FFCV_HEIGHT: _int_pipeline(), FFCV_BOXES: [NDArrayDecoder(), ToTensor()]})
+
+    def __iter__(self) -> Iterator[EvalBatch]:
+        if self._loader is None:
+            return
+        names = list(self._loader.reader.handlers)
+        for fields in self._loader:
+            f = dict(zip(names, fields))
+            boxes = [torch.from_numpy(rescale_boxes(boxes_from_ffcv(b.numpy(), n), w, h, self._size))
+                     for b, n, w, h in zip(f[FFCV_BOXES], f[FFCV_NUM_BOXES].tolist(),
+                                           f[FFCV_WIDTH].tolist(), f[FFCV_HEIGHT].tolist())]
+            ids = f[FFCV_SAMPLE_ID].clone()
+            yield EvalBatch(images=f[FFCV_IMAGE].clone(), labels=f[FFCV_LABEL].clone(),
+                            boxes=boxes, keys=[str(i) for i in ids.tolist()], sample_ids=ids)

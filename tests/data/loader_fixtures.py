@@ -1,0 +1,139 @@
+"""Tiny real shards for the loader tests, written by the real webdataset and ffcv writers
+following data_shards.schema: every image is a noisy background with one bright red
+rectangle, the sample's box (so tests can see where the object went)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from scm_dist.config import DataConfig
+from data_shards.schema import (FFCV_FIELDS, FORMAT_FFCV, FORMAT_WEBDATASET, MANIFEST_NAME,
+                                MAX_BOXES, SCHEMA_VERSION, WDS_IMAGE_KEY, WDS_INFO_KEY,
+                                WDS_LABEL_KEY, Manifest, SampleInfo, ShardEntry, ffcv_file_name,
+                                pad_boxes, wds_shard_name)
+
+SIZES = ((64, 48), (80, 60), (50, 70), (96, 96))  # (width, height)
+RED = (255, 0, 0)
+
+
+@dataclass
+class Sample:
+    info: SampleInfo
+    image: np.ndarray  # RGB uint8
+
+
+def object_image(width: int, height: int, box: tuple[int, int, int, int], seed: int) -> np.ndarray:
+    """Dark noisy background, the box (inclusive pixel corners) filled red."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
+    x0, y0, x1, y1 = box
+    image[y0:y1 + 1, x0:x1 + 1] = RED
+    return image
+
+
+def make_samples(count: int, num_classes: int = 3, split: str = "val") -> list[Sample]:
+    samples = []
+    for i in range(count):
+        width, height = SIZES[i % len(SIZES)]
+        rng = np.random.default_rng(1000 + i)
+        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        x1 = int(rng.integers(x0 + 8, width))
+        y1 = int(rng.integers(y0 + 8, height))
+        label = i % num_classes
+        key = f"{split}_{i:05d}"
+        info = SampleInfo(key=key, sample_id=i, label=label, class_name=f"class{label}",
+                          width=width, height=height, boxes=((x0, y0, x1, y1),),
+                          image_width=width, image_height=height, source=f"class{label}/{key}.png")
+        samples.append(Sample(info, object_image(width, height, (x0, y0, x1, y1), i)))
+    return samples
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def _entry(path: Path, fmt: str, samples: int) -> ShardEntry:
+    data = path.read_bytes()
+    return ShardEntry(path.name, fmt, samples, len(data), hashlib.sha256(data).hexdigest())
+
+
+def write_webdataset(directory: Path, samples: list[Sample], shard_size: int, split: str,
+                     corrupt: frozenset[int] = frozenset()) -> list[ShardEntry]:
+    """Tar shards of ``shard_size`` samples (lossless PNG bytes in the ``.jpg`` member so
+    pixel tests are exact; sample ids in ``corrupt`` get undecodable image bytes)."""
+    import webdataset as wds
+
+    entries = []
+    for index, first in enumerate(range(0, len(samples), shard_size)):
+        chunk = samples[first:first + shard_size]
+        path = directory / wds_shard_name(split, index)
+        with wds.TarWriter(str(path)) as sink:
+            for s in chunk:
+                image = b"not an image" if s.info.sample_id in corrupt else _png(s.image)
+                sink.write({"__key__": s.info.key, WDS_IMAGE_KEY: image,
+                            WDS_LABEL_KEY: str(s.info.label).encode(),
+                            WDS_INFO_KEY: s.info.to_json()})
+        entries.append(_entry(path, FORMAT_WEBDATASET, len(chunk)))
+    return entries
+
+
+class _FFCVRows:
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple:
+        info = self.samples[i].info
+        boxes, count = pad_boxes(np.asarray(info.boxes), MAX_BOXES)
+        return (self.samples[i].image, info.label, boxes, count, info.width, info.height,
+                info.sample_id)
+
+
+def write_ffcv(directory: Path, samples: list[Sample], split: str) -> ShardEntry:
+    from ffcv.fields import IntField, NDArrayField, RGBImageField
+    from ffcv.writer import DatasetWriter
+
+    path = directory / ffcv_file_name(split)
+    fields = dict(zip(FFCV_FIELDS, (RGBImageField(write_mode="raw"), IntField(),
+                                    NDArrayField(np.dtype("float32"), (MAX_BOXES, 4)),
+                                    IntField(), IntField(), IntField(), IntField())))
+    DatasetWriter(str(path), fields, num_workers=1).from_indexed_dataset(_FFCVRows(samples))
+    return _entry(path, FORMAT_FFCV, len(samples))
+
+
+def write_split(directory: Path, count: int, shard_size: int = 7, split: str = "val",
+                formats: tuple[str, ...] = (FORMAT_WEBDATASET, FORMAT_FFCV),
+                num_classes: int = 3, corrupt: frozenset[int] = frozenset()) -> list[Sample]:
+    """A split directory with its manifest; returns the samples written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    samples = make_samples(count, num_classes, split)
+    entries = []
+    if FORMAT_WEBDATASET in formats:
+        entries += write_webdataset(directory, samples, shard_size, split, corrupt)
+    if FORMAT_FFCV in formats:
+        entries.append(write_ffcv(directory, samples, split))
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, source="synthetic", split=split, formats=formats,
+        classes=tuple(f"class{c}" for c in range(num_classes)), max_boxes=MAX_BOXES,
+        shards=tuple(entries), total_samples=count, total_boxes=count, images_in=count,
+        boxes_clipped=0, skipped=())
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict()))
+    return samples
+
+
+def small_config(directory: Path, fmt: str, **overrides) -> DataConfig:
+    """Small images and batches for fast tests."""
+    values = dict(train_dir=str(directory), val_dir=str(directory), format=fmt, resize_size=64,
+                  crop_size=48, eval_size=56, batch_size=4, eval_batch_size=5, workers=2,
+                  shuffle_buffer=8)
+    values.update(overrides)
+    return DataConfig(**values)
