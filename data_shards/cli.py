@@ -113,9 +113,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     counts = {"train": resolve_count(args.train, 10000), "val": resolve_count(args.val, 2000)}
     for split, count in counts.items():
+        if count == 0:
+            continue
         listing = list_synthetic(split, count, args.classes, args.image_size, args.seed,
                                  args.jpeg_quality, args.workers)
-        arguments = _arguments(args) | (describe_baseline(listing) if count else {})
+        arguments = _arguments(args) | describe_baseline(listing)
         convert_listing(listing, args.out, _options(args, FORMATS, split == "train"), arguments)
         print(describe_split(args.out / split))
     return 0
