@@ -1,0 +1,159 @@
+"""Benchmark: fused class-token attention vs the naive materialised path (train step).
+
+Each path runs in its own fresh process. Reported per path: train-step images/s and
+memory. Memory on GPU: the CUDA allocator's peak above the resident weights/optimizer.
+On CPU PyTorch keeps no allocator peak, so the figures are the bytes autograd saves for
+backward (measured with saved-tensor hooks, each storage counted once): over the whole
+model (``activation_memory_mb``, the dominant part of a train step's peak) and in the
+attention core (``attention_memory_mb``: what lies between the qkv and the output
+projections, plus the naive path's materialised maps kept for the CAM; the tensors
+both paths share, qkv's input and output and proj's input, are excluded).
+``speedup`` = fused / naive images/s; ``memory_ratio`` = naive / fused attention memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+
+import torch
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[int, int]:
+    storage = tensor.untyped_storage()
+    return storage.data_ptr(), storage.nbytes()
+
+
+class SavedTensorMeter:
+    """Counts bytes saved for backward in a model with ``blocks[i].attn``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.activation_bytes = 0
+        self.attention_bytes = 0
+        self._seen: set[tuple[int, int]] = set()
+        self._seen_attention: set[tuple[int, int]] = set()
+        self._shared: set[tuple[int, int]] = set()
+        self._in_attention = False
+        for block in model.blocks:
+            block.attn.register_forward_pre_hook(self._enter)
+            block.attn.register_forward_hook(self._leave)
+            block.attn.qkv.register_forward_pre_hook(self._mark_shared)
+            block.attn.qkv.register_forward_hook(self._mark_shared)
+            block.attn.proj.register_forward_pre_hook(self._mark_shared)
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def reset(self) -> None:
+        self.activation_bytes = self.attention_bytes = 0
+        self._seen.clear()
+        self._seen_attention.clear()
+        self._shared.clear()
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.activation_bytes += key[1]
+        if self._in_attention and key not in self._shared and key not in self._seen_attention:
+            self._seen_attention.add(key)
+            self.attention_bytes += key[1]
+        return tensor
+
+    def _mark_shared(self, _module, inputs, output=None) -> None:
+        for tensor in (*inputs, *([output] if output is not None else [])):
+            self._shared.add(_storage_key(tensor))
+
+    def _enter(self, _module, _inputs) -> None:
+        self._in_attention = True
+
+    def _leave(self, _module, _inputs, output) -> None:
+        self._in_attention = False
+        if output[1].ndim == 3:  # naive: the full map is kept until the CAM is summed
+            size = output[1].numel() * output[1].element_size()
+            self.attention_bytes += size
+            self.activation_bytes += size
+
+
+def _measure(impl: str, args: argparse.Namespace, device: str, queue) -> None:
+    import timm
+
+    import scm_dist  # noqa: F401  (registers the models in this child process)
+
+    torch.manual_seed(0)
+    model = timm.create_model(args.model, num_classes=1000, img_size=args.img_size,
+                              attn_impl=impl).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+    labels = torch.randint(0, 1000, (args.batch,), device=device)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: allocates the optimizer state
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        resident = torch.cuda.memory_allocated()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    result = {"images_per_s": round(args.batch * args.steps / elapsed, 2),
+              "step_s": round(elapsed / args.steps, 3)}
+    if device == "cuda":
+        result["peak_step_memory_mb"] = round(
+            (torch.cuda.max_memory_allocated() - resident) / 2**20, 1)
+    meter = SavedTensorMeter(model)
+    with meter.hooks:  # one more step, untimed, to count what autograd saves
+        step()
+    result["activation_memory_mb"] = round(meter.activation_bytes / 2**20, 1)
+    result["attention_memory_mb"] = round(meter.attention_bytes / 2**20, 1)
+    queue.put(result)
+
+
+def _run_path(impl: str, args: argparse.Namespace, device: str) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(impl, args, device, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def run(argv: list[str]) -> dict:
+    """Side-by-side fused vs naive train step; returns one JSON-able dict."""
+    parser = argparse.ArgumentParser(prog="bench model")
+    parser.add_argument("--model", default="deit_scm_small_patch16_224")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=3)
+    args, _ = parser.parse_known_args(argv)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    result: dict = {"benchmark": "model", "model": args.model, "batch": args.batch,
+                    "img_size": args.img_size, "timed_steps": args.steps,
+                    "torch_threads": torch.get_num_threads()}
+    for device in devices:
+        fused = _run_path("fused", args, device)
+        naive = _run_path("naive", args, device)
+        summary = {"fused": fused, "naive": naive,
+                   "speedup": round(fused["images_per_s"] / naive["images_per_s"], 3),
+                   "memory_ratio": round(naive["attention_memory_mb"]
+                                         / fused["attention_memory_mb"], 3),
+                   "activation_memory_ratio": round(naive["activation_memory_mb"]
+                                                    / fused["activation_memory_mb"], 3)}
+        if device == "cuda":
+            summary["peak_memory_ratio"] = round(naive["peak_step_memory_mb"]
+                                                 / fused["peak_step_memory_mb"], 3)
+        result[device] = summary
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1:]), indent=2))
