@@ -105,7 +105,8 @@ class LocalSlurm:
         for sub in ("run", "log", "ctld", *(f"spool/{n}" for n in NODES)):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self._ensure_hosts()
-        self._write_conf()
+        if self._write_conf() and any(self.running().values()):
+            self.down()  # daemons read slurm.conf at start: restart them on the new one
         pids = self.running()
         if pids["munged"] is None:
             self._start_munge()
@@ -149,7 +150,8 @@ class LocalSlurm:
             with open("/etc/hosts", "a") as hosts:
                 hosts.write(f"127.0.0.1 {' '.join(unresolved)}  # scm-dist local SLURM\n")
 
-    def _write_conf(self) -> None:
+    def _write_conf(self) -> bool:
+        """Render slurm.conf; True when its content changed."""
         mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                           if line.startswith("MemTotal:")))
         values = dict(
@@ -159,8 +161,10 @@ class LocalSlurm:
             memory_mb=max(1, mem_kb // 1024 // (2 * len(NODES))),
         )
         text = string.Template(TEMPLATE.read_text()).substitute(values)
-        if not self.conf.exists() or self.conf.read_text() != text:
-            self.conf.write_text(text)
+        if self.conf.exists() and self.conf.read_text() == text:
+            return False
+        self.conf.write_text(text)
+        return True
 
     def _start_munge(self) -> None:
         """munged runs as the munge user with its own key and socket under the state dir."""

@@ -1,0 +1,81 @@
+"""What runs inside each SLURM task: training (then evaluation) or evaluation alone.
+
+Both are ``submitit.helpers.Checkpointable`` so submitit keeps their pickled submission
+for a requeued job; the state itself lives in the engine's checkpoints in
+``cfg.train.output_dir``, so the requeued job simply calls the same function again and
+the engine resumes from the latest checkpoint.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable
+
+from submitit.helpers import Checkpointable
+
+from launch import distributed_env
+from launch.preemption import SignalWatch, requeue
+from scm_dist.config import ExperimentConfig
+
+TrainFn = Callable[..., dict]
+EvalFn = Callable[[ExperimentConfig, Any], dict]
+
+
+def engine_train(cfg: ExperimentConfig, stop: Any) -> dict:
+    """scm_dist.engine.train, imported on the compute node (the submit host needs no torch)."""
+    from scm_dist.engine import train
+    return train(cfg, stop)
+
+
+def engine_evaluate(cfg: ExperimentConfig, checkpoint: Any) -> dict:
+    """scm_dist.evaluation.run.evaluate, imported on the compute node."""
+    from scm_dist.evaluation.run import evaluate
+    return evaluate(cfg, checkpoint)
+
+
+def _log(env: distributed_env.DistributedEnv, message: str) -> None:
+    print(f"[scm-submit rank {env.rank}/{env.world_size} job {env.job_id}] {message}",
+          file=sys.stderr, flush=True)
+
+
+class TrainJob(Checkpointable):
+    """Train ``cfg`` on all tasks of the job; evaluate afterwards when eval.after_train."""
+
+    def __init__(self, cfg: ExperimentConfig, train_fn: TrainFn = engine_train,
+                 eval_fn: EvalFn = engine_evaluate) -> None:
+        self.cfg = cfg
+        self.train_fn = train_fn
+        self.eval_fn = eval_fn
+
+    def __call__(self) -> dict:
+        env = distributed_env.from_slurm()
+        distributed_env.export(env)
+        stop = threading.Event()
+        watch = SignalWatch(stop)
+        _log(env, f"training into {self.cfg.train.output_dir} "
+                  f"(master {env.master_addr}:{env.master_port})")
+        result = self.train_fn(self.cfg, stop)
+        if result.get("status") == "preempted":
+            if env.rank == 0 and watch.should_requeue:
+                requeue(env.job_id)
+                _log(env, "checkpoint written, job requeued")
+            else:
+                _log(env, f"checkpoint written, exiting (signals: {watch.received or 'none'})")
+            raise SystemExit(0)  # no result file: the requeued job writes it
+        if self.cfg.eval.after_train:
+            result["eval"] = self.eval_fn(self.cfg, result.get("checkpoint"))
+        return result
+
+
+class EvalJob(Checkpointable):
+    """Evaluate the latest checkpoint of ``cfg.train.output_dir`` (a dependent job)."""
+
+    def __init__(self, cfg: ExperimentConfig, eval_fn: EvalFn = engine_evaluate) -> None:
+        self.cfg = cfg
+        self.eval_fn = eval_fn
+
+    def __call__(self) -> dict:
+        env = distributed_env.from_slurm()
+        distributed_env.export(env)
+        _log(env, f"evaluating {self.cfg.train.output_dir}")
+        return self.eval_fn(self.cfg, None)

@@ -1,0 +1,166 @@
+"""Submit training (and evaluation) to SLURM through submitit.
+
+One task per GPU (or ``tasks_per_node`` on CPU nodes); each task maps SLURM's variables
+to torch.distributed ranks (``launch.distributed_env``) and runs ``launch.jobs``.
+"""
+from __future__ import annotations
+
+import copy
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.core.utils import FailedJobError
+from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
+
+from launch.jobs import EvalFn, EvalJob, TrainFn, TrainJob, engine_evaluate, engine_train
+from launch.sweep import SweepPoint
+from scm_dist.config import ExperimentConfig
+
+
+class SubmitError(RuntimeError):
+    """SLURM refused the job or is not there; the message carries SLURM's own words."""
+
+
+@dataclass
+class Resources:
+    """What one job asks SLURM for."""
+
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int = 0          # 0: one per GPU (one when there are no GPUs)
+    cpus_per_task: int = 0           # 0: SLURM's default
+    time_min: int = 60
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    mem: str = ""                    # sbatch --mem syntax: 32G, 4000M, 0 (all)
+    exclusive: bool = False
+    signal_delay_s: int = 120        # USR2 this long before the time limit
+
+    @property
+    def ntasks_per_node(self) -> int:
+        if self.tasks_per_node:
+            return self.tasks_per_node
+        return self.gpus_per_node or 1
+
+    def sbatch_parameters(self, job_name: str, dependency: str = "") -> dict[str, Any]:
+        """submitit SlurmExecutor parameters (sbatch names), only those that are set."""
+        if self.nodes < 1 or self.ntasks_per_node < 1:
+            raise SubmitError("--nodes and --tasks-per-node must be at least 1")
+        params: dict[str, Any] = dict(job_name=job_name, nodes=self.nodes, time=self.time_min,
+                                      ntasks_per_node=self.ntasks_per_node,
+                                      signal_delay_s=self.signal_delay_s)
+        optional = dict(gpus_per_node=self.gpus_per_node, cpus_per_task=self.cpus_per_task,
+                        partition=self.partition, account=self.account, qos=self.qos,
+                        constraint=self.constraint, mem=self.mem, dependency=dependency,
+                        exclusive=self.exclusive)
+        params.update({k: v for k, v in optional.items() if v})
+        return params
+
+
+@dataclass
+class Submission:
+    """One job handed to SLURM (an array task counts as one)."""
+
+    job_id: str
+    kind: str                        # train | eval
+    output_dir: str
+    stdout: Path
+    stderr: Path
+
+
+def require_slurm() -> None:
+    """Fail clearly when this machine cannot submit to SLURM."""
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise SubmitError(
+            "no SLURM here (sbatch/srun not on PATH). To train on this machine's GPUs or CPUs "
+            "use `accelerate launch --config_file configs/accelerate/<...>.yaml -m scm_dist.cli "
+            "train --config <config>.yaml`; for the local test cluster run `make slurm-up` and "
+            "export SLURM_CONF as it prints.")
+
+
+def sbatch_script(folder: Path, params: dict[str, Any], array_size: int = 0) -> str:
+    """The batch script submitit would submit for these parameters (for --dry-run)."""
+    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
+                        shlex.quote(str(folder))])
+    extra = {"map_count": array_size} if array_size > 1 else {}
+    params = {**params}
+    if params.get("mem"):
+        params["mem"] = str(params["mem"])
+    return _make_sbatch_string(command=command, folder=folder, **params, **extra)
+
+
+def _executor(folder: Path, params: dict[str, Any]) -> SlurmExecutor:
+    executor = SlurmExecutor(folder=folder)
+    executor.update_parameters(**params)
+    return executor
+
+
+def _submit(executor: SlurmExecutor, jobs: list[Any]) -> list[submitit.Job]:
+    try:
+        if len(jobs) == 1:
+            return [executor.submit(jobs[0])]
+        with executor.batch():
+            futures = [executor.submit(job) for job in jobs]
+        return futures
+    except (subprocess.CalledProcessError, FailedJobError) as err:
+        raise SubmitError(f"sbatch refused the job: {_slurm_message(err)}") from err
+
+
+def _slurm_message(err: Exception) -> str:
+    output = getattr(err, "output", None) or getattr(err, "stderr", None)
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    return (output or str(err)).strip()
+
+
+def with_output_dir(cfg: ExperimentConfig, output_dir: Path) -> ExperimentConfig:
+    cfg = copy.deepcopy(cfg)
+    cfg.train.output_dir = str(output_dir)
+    return cfg
+
+
+def plan_configs(cfg: ExperimentConfig, sweep: list[SweepPoint] | None,
+                 load: Any) -> list[ExperimentConfig]:
+    """One config per job: ``cfg`` itself, or one per sweep point in its own sub-directory.
+
+    ``load(extra_overrides)`` rebuilds a config from the same file and overrides plus the
+    sweep point's, so sweeps go through the same validation as the command line.
+    """
+    base = Path(cfg.train.output_dir).resolve()
+    if not sweep:
+        return [with_output_dir(cfg, base)]
+    return [with_output_dir(load(point.overrides), base / point.tag) for point in sweep]
+
+
+def log_folder(configs: list[ExperimentConfig], log_dir: Path | None = None) -> Path:
+    """submitit's folder: ``<output_dir>/slurm/%j`` (the sweep's parent dir for arrays)."""
+    out = Path(configs[0].train.output_dir)
+    return (log_dir or (out if len(configs) == 1 else out.parent) / "slurm") / "%j"
+
+
+def submit(configs: list[ExperimentConfig], train_res: Resources, *,
+           eval_res: Resources | None = None, train_fn: TrainFn = engine_train,
+           eval_fn: EvalFn = engine_evaluate,
+           log_dir: Path | None = None) -> list[Submission]:
+    """Submit training for each config (an array when several), then dependent evaluations."""
+    require_slurm()
+    folder = log_folder(configs, log_dir)
+    executor = _executor(folder, train_res.sbatch_parameters(configs[0].name))
+    train_jobs = _submit(executor, [TrainJob(c, train_fn, eval_fn) for c in configs])
+    done = [Submission(j.job_id, "train", c.train.output_dir, j.paths.stdout, j.paths.stderr)
+            for j, c in zip(train_jobs, configs)]
+    if eval_res is not None:
+        for job, cfg in zip(train_jobs, configs):
+            params = eval_res.sbatch_parameters(f"{cfg.name}-eval", f"afterok:{job.job_id}")
+            (ev,) = _submit(_executor(folder, params), [EvalJob(cfg, eval_fn)])
+            done.append(Submission(ev.job_id, "eval", cfg.train.output_dir,
+                                   ev.paths.stdout, ev.paths.stderr))
+    return done

@@ -1,0 +1,196 @@
+"""scm-submit against a real SLURM cluster started on this host (munge, slurmctld, 2 slurmd).
+
+The module starts the local cluster itself (unless one is already up) and stops it at the
+end. Jobs run a small real distributed trainer (tests/launch/toy_engine.py: gloo,
+checkpoints, resume) with the engine's contract.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from launch.cli import main as scm_submit
+from launch.local_slurm import LocalSlurm, missing_binaries
+from launch.slurm import Resources, plan_configs, submit
+from scm_dist.config import load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "launch"))
+import toy_engine  # noqa: E402
+
+cloudpickle.register_pickle_by_value(toy_engine)  # the job processes cannot import tests/
+
+pytestmark = pytest.mark.slow
+CPU_2_NODES = Resources(nodes=2, tasks_per_node=1, time_min=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    """The local cluster, up for this module; SLURM_CONF points the clients at it."""
+    missing = missing_binaries()
+    if missing and os.geteuid() != 0:
+        pytest.skip(f"no local SLURM possible: not root and missing {', '.join(missing)}")
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root (slurmd runs jobs as their user)")
+    local = LocalSlurm()
+    was_up = all(local.running().values())
+    local.up()
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(local.conf)
+    yield local
+    subprocess.run(["scancel", "--user", "root"], capture_output=True)
+    if old is None:
+        os.environ.pop("SLURM_CONF")
+    else:
+        os.environ["SLURM_CONF"] = old
+    if not was_up:
+        local.down()
+
+
+def job_field(job_id: str, field: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                         text=True, check=True).stdout
+    return re.search(rf"\b{field}=(\S*)", out).group(1)
+
+
+def wait_for(job_id: str, states: set[str], log_dir: Path, timeout_s: float = 120) -> str:
+    """Poll the controller until the job reaches one of ``states``; fail with its logs."""
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline:
+        state = job_field(job_id, "JobState")
+        if state in states:
+            return state
+        if state in {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}:
+            break
+        time.sleep(0.5)
+    logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(log_dir.rglob("*_log.*")))
+    pytest.fail(f"job {job_id} is {state}, expected {states}\n{logs}")
+
+
+def wait_progress(output_dir: Path, at_least: int, timeout_s: float = 90) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            done = int((output_dir / "progress.txt").read_text())
+        except (FileNotFoundError, ValueError):
+            done = 0
+        if done >= at_least:
+            return done
+        time.sleep(0.2)
+    pytest.fail(f"training in {output_dir} did not reach step {at_least}")
+
+
+def toy_cfg(out: Path, steps: int = 24, *extra: str):
+    return load_config(None, [f"train.output_dir={out}", f"train.max_steps={steps}",
+                              "train.checkpoint_every=4", "optim.lr=0.1", *extra])
+
+
+def submit_toy(configs, res=CPU_2_NODES, eval_res=None):
+    return submit(configs, res, train_fn=toy_engine.train, eval_fn=toy_engine.evaluate,
+                  eval_res=eval_res)
+
+
+def starts(out: Path) -> list[list[str]]:
+    return [line.split() for line in (out / "starts_rank0.txt").read_text().splitlines()]
+
+
+def test_two_node_job_trains_with_ranks_from_slurm_then_evaluates(tmp_path):
+    cfg = toy_cfg(tmp_path / "run", 12, "eval.after_train=true")
+    (job,) = submit_toy(plan_configs(cfg, None, None))
+    assert job.stdout.name.endswith("_0_log.out")
+    wait_for(job.job_id, {"COMPLETED"}, tmp_path)
+    out = tmp_path / "run"
+    result = json.loads((out / "results.json").read_text())
+    assert result["world_size"] == 2
+    assert result["weights"] == toy_engine.reference_weights(cfg, 2)
+    # rank 0 on node1, rank 1 on node2; both saw master node1 and the job's port
+    port = str(20000 + int(job.job_id) % 20000)
+    for rank in (0, 1):
+        (line,) = (out / f"starts_rank{rank}.txt").read_text().splitlines()
+        assert line.split()[:6] == ["0", "0", "node1", port, "0", "2"]
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["step"] == 12
+    assert job_field(job.job_id, "NodeList") == "node[1-2]"
+
+
+def test_usr2_checkpoints_requeues_and_resumes_to_the_same_weights(tmp_path):
+    out = tmp_path / "run"
+    cfg = toy_cfg(out, 40)
+    (job,) = submit_toy(plan_configs(cfg, None, None))
+    wait_progress(out, 6)
+    subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
+    wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
+    assert job_field(job.job_id, "Restarts") == "1"
+    first, second = starts(out)
+    assert first[:2] == ["0", "0"]
+    assert 6 <= int(second[0]) < 40 and second[1] == "1"  # resumed mid-way, SLURM_RESTART_COUNT=1
+    assert json.loads((out / "results.json").read_text())["weights"] == \
+        toy_engine.reference_weights(cfg, 2)
+
+
+def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cfg = toy_cfg(out, 40)
+    (job,) = submit_toy(plan_configs(cfg, None, None))
+    wait_progress(out, 10)
+    for rank in (0, 1):  # SIGKILL the training processes: no warning, no handler runs
+        (line,) = (out / f"starts_rank{rank}.txt").read_text().splitlines()
+        os.kill(int(line.split()[6]), signal.SIGKILL)
+    wait_for(job.job_id, {"FAILED"}, tmp_path)
+    subprocess.run(["scontrol", "requeue", job.job_id], check=True)
+    wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
+    first, second = starts(out)
+    assert int(second[0]) % 4 == 0 and 8 <= int(second[0]) < 40  # a periodic checkpoint
+    assert json.loads((out / "results.json").read_text())["weights"] == \
+        toy_engine.reference_weights(cfg, 2)
+
+
+def test_array_job_writes_one_result_dir_per_sweep_value(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("optim.lr: [0.05, 0.2]\n")
+    base = toy_cfg(tmp_path / "sweep", 8)
+    from launch.sweep import load_sweep
+    configs = plan_configs(base, load_sweep(sweep),
+                           lambda extra: toy_cfg(tmp_path / "sweep", 8, *extra))
+    jobs = submit_toy(configs, Resources(nodes=1, tasks_per_node=1, time_min=10))
+    assert [j.job_id.split("_")[1] for j in jobs] == ["0", "1"]
+    for job in jobs:
+        wait_for(job.job_id, {"COMPLETED"}, tmp_path)
+    dirs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/results.json"))
+    assert [d.name for d in dirs] == ["0_lr=0.05", "1_lr=0.2"]
+    for d, cfg in zip(dirs, configs):
+        assert cfg.optim.lr in (0.05, 0.2)
+        assert json.loads((d / "results.json").read_text())["weights"] == \
+            toy_engine.reference_weights(cfg, 1)
+
+
+def test_eval_after_runs_as_a_dependent_job_once_training_succeeded(tmp_path):
+    out = tmp_path / "run"
+    cfg = toy_cfg(out, 8)
+    train_job, eval_job = submit_toy(plan_configs(cfg, None, None), CPU_2_NODES,
+                                     Resources(nodes=1, tasks_per_node=1, time_min=5))
+    assert eval_job.kind == "eval"
+    assert job_field(eval_job.job_id, "Dependency") in {f"afterok:{train_job.job_id}(unfulfilled)",
+                                                         "(null)"}
+    wait_for(eval_job.job_id, {"COMPLETED"}, tmp_path)
+    assert job_field(eval_job.job_id, "NumNodes") == "1"
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["step"] == 8
+    assert job_field(eval_job.job_id, "StartTime") >= job_field(train_job.job_id, "EndTime")
+
+
+def test_unknown_partition_shows_slurms_message(tmp_path, capsys):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"train:\n  output_dir: {tmp_path / 'run'}\n")
+    rc = scm_submit(["--config", str(cfg_file), "--partition", "nosuchpart"])
+    assert rc == 2
+    assert "invalid partition" in capsys.readouterr().err.lower()
