@@ -17,7 +17,7 @@ def _table(path: Path, columns: int) -> dict[str, list[str]]:
     out = {}
     with open(path) as f:
         for line_no, line in enumerate(f, start=1):
-            parts = line.split(maxsplit=columns - 1)
+            parts = line.strip().split(maxsplit=columns - 1)
             if not parts:
                 continue
             if len(parts) != columns:
