@@ -23,6 +23,9 @@ from launch.sweep import SweepPoint
 from scm_dist.config import ExperimentConfig
 
 
+SIGNAL_SLACK_S = 120  # SLURM sends --signal up to 60 s early; leave start-up time as well
+
+
 class SubmitError(RuntimeError):
     """SLURM refused the job or is not there; the message carries SLURM's own words."""
 
@@ -54,6 +57,12 @@ class Resources:
         """submitit SlurmExecutor parameters (sbatch names), only those that are set."""
         if self.nodes < 1 or self.ntasks_per_node < 1:
             raise SubmitError("--nodes and --tasks-per-node must be at least 1")
+        if self.time_min * 60 < self.signal_delay_s + SIGNAL_SLACK_S:
+            raise SubmitError(
+                f"--time {self.time_min} min leaves no room for the checkpoint signal "
+                f"{self.signal_delay_s} s before the end: SLURM may send it up to "
+                f"{SIGNAL_SLACK_S} s early, before the job has started; raise --time or lower "
+                "--signal-delay")
         params: dict[str, Any] = dict(job_name=job_name, nodes=self.nodes, time=self.time_min,
                                       ntasks_per_node=self.ntasks_per_node,
                                       signal_delay_s=self.signal_delay_s)

@@ -71,6 +71,9 @@ def test_one_task_per_gpu_unless_tasks_per_node_given():
                           partition="cpu", exclusive=True, dependency="afterok:12")
     with pytest.raises(SubmitError, match="at least 1"):
         Resources(nodes=0).sbatch_parameters("x")
+    with pytest.raises(SubmitError, match="signal"):  # USR2 could come before start-up ends
+        Resources(time_min=2, signal_delay_s=60).sbatch_parameters("x")
+    assert Resources(time_min=4, signal_delay_s=60).sbatch_parameters("x")["time"] == 4
 
 
 def test_dry_run_prints_the_batch_script_and_submits_nothing(tmp_path, cfg_file, capsys):
