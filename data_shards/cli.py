@@ -32,7 +32,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per split)")
     p.add_argument("--shard-size-mb", type=float, default=256.0, help="target WebDataset shard size")
     p.add_argument("--workers", type=_positive, default=1, help="processes decoding images")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="quality of re-encoded JPEGs and of FFCV")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="quality of JPEGs that must be re-encoded (CMYK, grey, PNG, --max-side, synth)")
     p.add_argument("--max-boxes", type=_positive, default=MAX_BOXES, help="rows of the FFCV boxes array")
     p.add_argument("--resume", action="store_true", help="keep finished shards of an interrupted run")
     p.add_argument("--seed", type=int, default=0, help="shuffle / generation seed")

@@ -242,8 +242,7 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
     if FORMAT_FFCV in options.formats and ffcv_entry is None:
         if not tars:
             raise ConversionError(f"no readable images in {listing.name} {listing.split}; nothing to write")
-        ffcv_entry = write_beton(folder, listing.split, [tar_folder / t.name for t in tars],
-                                 options.max_boxes, options.jpeg_quality, options.workers)
+        ffcv_entry = write_beton(folder, listing.split, [tar_folder / t.name for t in tars], options.max_boxes)
         _save_progress(folder, fingerprint, tar_dir, done, ffcv_entry)
     shards = (tars if FORMAT_WEBDATASET in options.formats else []) + ([ffcv_entry] if ffcv_entry else [])
     all_skipped = [k for s in done for k in s.skipped] + skipped

@@ -1,21 +1,19 @@
 """The FFCV .beton of a split, built from the split's WebDataset shards.
 
-Fields and their order are :data:`data_shards.schema.FFCV_FIELDS`. FFCV stores images as
-JPEG that it encodes itself (``jpeg_quality``) from decoded pixels; the pixels are those of
-the WebDataset JPEG, already at ``--max-side``. FFCV's own writer runs one process so that
-the file is byte-identical between runs; decoding is spread over ``workers`` processes.
+Fields and their order are :data:`data_shards.schema.FFCV_FIELDS`. Images are stored as the
+JPEG bytes of the WebDataset shards, unchanged: those are always 3-channel JPEGs (the
+conversion re-encodes anything else), which FFCV's ``jpg`` image mode holds as they are.
+FFCV's writer runs in one process, so the file is byte-identical between runs.
 """
 from __future__ import annotations
 
-import multiprocessing
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
-import cv2
 import numpy as np
 from ffcv.fields import IntField, NDArrayField, RGBImageField
+from ffcv.fields.rgb_image import IMAGE_MODES
 from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
 
 from data_shards.schema import (
@@ -24,7 +22,45 @@ from data_shards.schema import (
 )
 from data_shards.writers.atomic import commit, sha256_file, tmp_path
 
-FfcvSample = tuple[np.ndarray, int, np.ndarray, int, int, int, int]
+
+@dataclass(frozen=True)
+class EncodedJpeg:
+    """An RGB JPEG to store as it is, with its size."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+def _store_jpeg(destination: np.ndarray, image: EncodedJpeg, malloc) -> None:
+    """``RGBImageField.encode`` for bytes that already are an RGB JPEG: what FFCV's jpg mode writes."""
+    destination["mode"] = IMAGE_MODES["jpg"]
+    destination["width"], destination["height"] = image.width, image.height
+    destination["data_ptr"], storage = malloc(len(image.data))
+    storage[:] = np.frombuffer(image.data, np.uint8)
+
+
+def jpeg_field() -> RGBImageField:
+    """An RGBImageField that stores given JPEG bytes instead of re-encoding decoded pixels.
+
+    Only the instance's ``encode`` changes; the file records a plain RGBImageField, read by
+    FFCV's own decoders.
+    """
+    field = RGBImageField(write_mode="jpg")
+    field.encode = _store_jpeg
+    return field
+
+
+def ffcv_fields(max_boxes: int) -> dict:
+    """The FFCV field objects, in schema order."""
+    fields = {
+        "image": jpeg_field(),
+        "label": IntField(),
+        "boxes": NDArrayField(dtype=np.dtype(BOX_DTYPE), shape=(max_boxes, 4)),
+        "num_boxes": IntField(), "width": IntField(), "height": IntField(), "sample_id": IntField(),
+    }
+    assert tuple(fields) == FFCV_FIELDS
+    return fields
 
 
 @dataclass(frozen=True)
@@ -39,95 +75,46 @@ def index_tar_samples(tars: list[Path]) -> list[_Location]:
     out = []
     for tar_path in tars:
         found: dict[str, dict[str, tuple[int, int]]] = {}
-        order = []
         with tarfile.open(tar_path, "r") as tar:
             for member in tar:
                 key, _, ext = member.name.partition(".")
-                if key not in found:
-                    found[key] = {}
-                    order.append(key)
-                found[key][ext] = (member.offset_data, member.size)
-        out += [_Location(str(tar_path), found[k][WDS_IMAGE_KEY], found[k][WDS_INFO_KEY]) for k in order]
+                found.setdefault(key, {})[ext] = (member.offset_data, member.size)
+        out += [_Location(str(tar_path), parts[WDS_IMAGE_KEY], parts[WDS_INFO_KEY]) for parts in found.values()]
     return out
 
 
-def _read(path: str, where: tuple[int, int]) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(where[0])
-        return f.read(where[1])
+class _ShardSamples:
+    """Indexable view of the shards for FFCV's writer: the field values of each sample."""
 
-
-def load_ffcv_sample(job: tuple[_Location, int]) -> FfcvSample:
-    """Decode one sample of the shards into the FFCV field values."""
-    loc, max_boxes = job
-    info = decode_sample_json(_read(loc.tar, loc.info))
-    bgr = cv2.imdecode(np.frombuffer(_read(loc.tar, loc.image), np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{loc.tar}: the JPEG of sample {info.key} does not decode; "
-                         "run `scm-shards verify --deep` on the folder")
-    boxes, count = pad_boxes(boxes_array(info), max_boxes, where=info.source)
-    return (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), info.label, boxes, count, info.width, info.height,
-            info.sample_id)
-
-
-class _OrderedShardDataset:
-    """Indexable view of the shards for FFCV's writer, read strictly in order.
-
-    With ``workers > 1`` a process pool decodes ahead (ordered ``imap``), started lazily in
-    the FFCV writer process.
-    """
-
-    def __init__(self, locations: list[_Location], max_boxes: int, workers: int) -> None:
-        self.locations, self.max_boxes, self.workers = locations, max_boxes, workers
-        self._iter: Optional[Iterator[FfcvSample]] = None
-        self._pool = None
-        self._next = 0
+    def __init__(self, locations: list[_Location], max_boxes: int) -> None:
+        self.locations, self.max_boxes = locations, max_boxes
 
     def __len__(self) -> int:
         return len(self.locations)
 
-    def __getitem__(self, index: int) -> FfcvSample:
-        if self.workers <= 1:
-            return load_ffcv_sample((self.locations[index], self.max_boxes))
-        if self._iter is None:
-            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
-            jobs = ((loc, self.max_boxes) for loc in self.locations)
-            self._iter = self._pool.imap(load_ffcv_sample, jobs, chunksize=32)
-        if index != self._next:
-            raise RuntimeError(f"FFCV asked for sample {index}, expected {self._next} (sequential order)")
-        self._next += 1
-        sample = next(self._iter)
-        if self._next == len(self.locations):
-            self._pool.close()
-        return sample
+    def __getitem__(self, index: int) -> tuple:
+        loc = self.locations[index]
+        with open(loc.tar, "rb") as f:
+            f.seek(loc.info[0])
+            info = decode_sample_json(f.read(loc.info[1]))
+            f.seek(loc.image[0])
+            jpeg = EncodedJpeg(f.read(loc.image[1]), info.image_width, info.image_height)
+        boxes, count = pad_boxes(boxes_array(info), self.max_boxes, where=info.source)
+        return jpeg, info.label, boxes, count, info.width, info.height, info.sample_id
 
 
-def ffcv_fields(max_boxes: int, jpeg_quality: int) -> dict:
-    """The FFCV field objects, in schema order."""
-    fields = {
-        "image": RGBImageField(write_mode="jpg", jpeg_quality=jpeg_quality),
-        "label": IntField(),
-        "boxes": NDArrayField(dtype=np.dtype(BOX_DTYPE), shape=(max_boxes, 4)),
-        "num_boxes": IntField(), "width": IntField(), "height": IntField(), "sample_id": IntField(),
-    }
-    assert tuple(fields) == FFCV_FIELDS
-    return fields
+def _page_size(largest_sample: int) -> int:
+    """FFCV page: a power of two (>= 2 MiB) holding the largest sample."""
+    return max(MIN_PAGE_SIZE, 1 << int(largest_sample + 4096).bit_length())
 
 
-def _page_size(largest_jpeg: int) -> int:
-    """FFCV page: a power of two holding the largest sample with room for re-encoding (>= 2 MiB)."""
-    return max(MIN_PAGE_SIZE, 1 << int(4 * largest_jpeg + 4096).bit_length())
-
-
-def write_beton(folder: Path, split: str, tars: list[Path], max_boxes: int, jpeg_quality: int,
-                workers: int) -> ShardEntry:
+def write_beton(folder: Path, split: str, tars: list[Path], max_boxes: int) -> ShardEntry:
     """Write ``<split>.beton`` from the split's tar shards, atomically; returns its entry."""
     path = folder / ffcv_file_name(split)
     locations = index_tar_samples(tars)
-    dataset = _OrderedShardDataset(locations, max_boxes, workers)
-    writer = DatasetWriter(str(tmp_path(path)), ffcv_fields(max_boxes, jpeg_quality),
+    writer = DatasetWriter(str(tmp_path(path)), ffcv_fields(max_boxes),
                            page_size=_page_size(max(loc.image[1] for loc in locations)), num_workers=1)
-    writer.from_indexed_dataset(dataset, chunksize=256)
+    writer.from_indexed_dataset(_ShardSamples(locations, max_boxes), chunksize=256)
     commit(path)
     return ShardEntry(name=path.name, format=FORMAT_FFCV, samples=len(locations),
                       bytes=path.stat().st_size, sha256=sha256_file(path))

@@ -177,14 +177,14 @@ def read_webdataset(split_dir: Path) -> list[dict]:
 
 
 
-def read_ffcv(path: Path) -> list[tuple]:
+def read_ffcv(path: Path, batch_size: int = 8) -> list[tuple]:
     """All samples of a .beton, read with the plain ffcv Loader: (image, label, boxes, n, w, h, id)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, NDArrayDecoder
     from ffcv.loader import Loader, OrderOption
     pipelines = {"image": [CenterCropRGBImageDecoder((16, 16), 1.0)], "label": [IntDecoder()],
                  "boxes": [NDArrayDecoder()], "num_boxes": [IntDecoder()], "width": [IntDecoder()],
                  "height": [IntDecoder()], "sample_id": [IntDecoder()]}
-    loader = Loader(str(path), batch_size=8, num_workers=1, order=OrderOption.SEQUENTIAL,
+    loader = Loader(str(path), batch_size=batch_size, num_workers=1, order=OrderOption.SEQUENTIAL,
                     pipelines=pipelines, drop_last=False)
     out = []
     for batch in loader:

@@ -1,0 +1,56 @@
+"""The full ImageNet-1K val annotation set (50,000 images, real sizes, labels, every box) with tiny
+stand-in images, converted to both formats and checked box by box."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_shards.cli import main
+from data_shards.schema import read_manifest
+from data_shards.sources.imagenet import read_val_folder_txt, read_wsol_metadata
+from data_shards.standins import build_val_standins
+from shard_fixtures import read_ffcv, read_webdataset
+
+DATA = Path("/work/shared/data")
+META = DATA / "wsol_metadata" / "ILSVRC" / "test"
+VAL_FOLDER = DATA / "imagenet" / "val_folder_new.txt"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not META.is_dir(), reason="needs the shared ImageNet val metadata")
+def test_full_imagenet_val_metadata_both_formats_every_box(tmp_path):
+    truth = read_wsol_metadata(META)
+    wnid_of = read_val_folder_txt(VAL_FOLDER)
+    assert build_val_standins(META, tmp_path / "in") == len(truth) == 50000
+    out = tmp_path / "out"
+    assert main(["convert", "imagenet", "--root", str(tmp_path / "in"), "--split", "val",
+                 "--annotations", str(META), "--classes", str(VAL_FOLDER), "--format", "both",
+                 "--workers", "2", "--out", str(out)]) == 0
+    manifest = read_manifest(out / "val")
+    n_boxes = sum(len(a.boxes) for a in truth.values())
+    assert (manifest.total_samples, manifest.total_boxes, len(manifest.skipped)) == (50000, n_boxes, 0)
+    assert n_boxes == 80477 and manifest.boxes_clipped == 0 and len(manifest.classes) == 1000
+
+    by_id = {}
+    for s in read_webdataset(out / "val"):
+        t, info = truth[s["__key__"]], s["json"]
+        assert s["cls"] == t.label == info["label"]
+        assert info["class_name"] == wnid_of[s["__key__"]].wnid
+        assert (info["width"], info["height"]) == t.size          # the real size, not the stand-in's
+        assert info["boxes"] == [list(b) for b in t.boxes]
+        assert s["jpg"].size == (info["image_width"], info["image_height"])
+        by_id[info["sample_id"]] = s["__key__"]
+    assert len(by_id) == 50000
+
+    seen = 0
+    for row in read_ffcv(out / "val" / "val.beton", batch_size=1000):
+        t = truth[by_id[int(row[6][0])]]
+        n = int(row[3][0])
+        assert int(row[1][0]) == t.label and n == len(t.boxes)
+        assert (int(row[4][0]), int(row[5][0])) == t.size
+        np.testing.assert_array_equal(row[2][:n], np.array(t.boxes, np.float32).reshape(-1, 4))
+        seen += 1
+    assert seen == 50000
