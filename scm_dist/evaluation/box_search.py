@@ -1,0 +1,490 @@
+"""Exact fast box search: the protocol's boxes at every CAM threshold in one sweep.
+
+The literal protocol thresholds the uint8 map at up to 100 levels and runs OpenCV's
+``findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)`` each time. The contours of a binary image
+are, by Suzuki & Abe's border following (foreground 8-connected, background
+4-connected):
+
+* one outer border per 8-connected foreground component; its bounding rect is the
+  component's bounding box;
+* one hole border per background 4-connected component that does not reach the image
+  frame; its bounding rect is the hole's bounding box grown by one pixel on every side.
+
+``cv2.contourArea`` of an outer border (a polygon through pixel centres, holes included)
+is the number of 2x2 pixel cells with all four corners in the hole-filled component plus
+half the cells with three. A hole border is never larger than its parent's outer border,
+nested components are strictly smaller than their ancestors and OpenCV lists parents
+before children, so the protocol's ``max(contours, key=contourArea)`` is always the outer
+border of a top-level component: a component of the hole-filled map's level set.
+
+So one union-find sweep over the pixels in decreasing value order gives every
+component's box (and area) at every threshold, and a second sweep in increasing order
+over the pixels that can lie in holes gives the hole boxes. When two top-level components
+tie for the largest area with different boxes, the winner depends on OpenCV's list order;
+those thresholds are flagged and the caller resolves them with OpenCV itself
+(:func:`scm_dist.evaluation.contours.largest_contour_box`), so the result is identical to
+the literal protocol for every map and threshold.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# The 8 neighbours in ring order N, NE, E, SE, S, SW, W, NW (row, column offsets).
+_RING = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+# The four 2x2 cells around a pixel, each as the ring bits of its other three corners.
+_CELLS = (0b00000111, 0b00011100, 0b01110000, 0b11000001)
+
+
+def _quad_euler(corners: int) -> int:
+    """Four times a 2x2 cell's share of the 8-connected Euler number (Gray's bit quads)."""
+    if corners in (0b0101, 0b1010):        # diagonal pair (corners in ring order)
+        return -2
+    return {1: 1, 3: -1}.get(bin(corners).count("1"), 0)
+
+
+def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per mask of already-foreground neighbours: one ring index per group of mutually
+    8-connected neighbours (they are in one component already, so one union each),
+    the group count, the number of 2x2 cells that reach 3 or 4 foreground corners, and
+    the change of four times the Euler number (components - holes) when the pixel
+    turns foreground."""
+    reps = np.zeros((256, 4), np.int64)
+    counts = np.zeros(256, np.int64)
+    cell_gain = np.zeros(256, np.int64)
+    euler_gain = np.zeros(256, np.int64)
+    for mask in range(256):
+        members = [k for k in range(8) if mask >> k & 1]
+        group = {k: k for k in members}
+
+        def root(k: int) -> int:
+            while group[k] != k:
+                k = group[k]
+            return k
+
+        for a in members:
+            for b in members:
+                (ya, xa), (yb, xb) = _RING[a], _RING[b]
+                if max(abs(ya - yb), abs(xa - xb)) == 1:
+                    group[root(a)] = root(b)
+        firsts = sorted({root(k) for k in members})
+        counts[mask] = len(firsts)
+        reps[mask, :len(firsts)] = firsts
+        cell_gain[mask] = sum(bin(mask & cell).count("1") >= 2 for cell in _CELLS)
+        for cell in _CELLS:
+            # the cell's corners in ring order around it: the pixel, then its 3 neighbours
+            others = [mask >> k & 1 for k in range(8) if cell >> k & 1]
+            if cell == _CELLS[3]:           # NW cell: W, NW, N in ring order
+                others = [mask >> 6 & 1, mask >> 7 & 1, mask & 1]
+            before = sum(bit << (i + 1) for i, bit in enumerate(others))
+            euler_gain[mask] += _quad_euler(before | 1) - _quad_euler(before)
+    return reps, counts, cell_gain, euler_gain
+
+
+_REPS, _N_REPS, _CELL_GAIN, _EULER_GAIN = _neighbour_tables()
+_NO_PIXEL = np.int32(-1)
+_MAX_OPENCV_SETTLED = 8
+
+
+@nb.njit(cache=True, inline="always")
+def _find(parent: np.ndarray, p: int) -> int:
+    root = p
+    while parent[root] != root:
+        root = parent[root]
+    while parent[p] != root:
+        nxt = parent[p]
+        parent[p] = root
+        p = nxt
+    return root
+
+
+@nb.njit(cache=True)
+def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
+    """Largest IoU ("+1" convention) of one box with any GT box."""
+    best = 0.0
+    area = (x1 - x0 + 1) * (y1 - y0 + 1)
+    for g in range(gt.shape[0]):
+        iw = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
+        ih = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
+        inter = max(iw, 0) * max(ih, 0)
+        gt_area = (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1)
+        value = inter / (area + gt_area - inter)
+        if value > best:
+            best = value
+    return best
+
+
+@nb.njit(cache=True)
+def fill_holes(image: np.ndarray) -> np.ndarray:
+    """Grayscale hole filling: the smallest level at which each pixel's background
+    4-connected component reaches the image frame (>= the pixel's own value).
+
+    ``image > t`` with its holes filled is ``fill_holes(image) > t`` for every t.
+    """
+    height, width = image.shape
+    pw = width + 2
+    value = np.zeros((height + 2) * pw, np.uint8)
+    queued = np.ones((height + 2) * pw, np.bool_)     # the padding frame counts as done
+    nxt = np.empty((height + 2) * pw, np.int32)
+    head = np.full(256, -1, np.int32)
+    for y in range(height):
+        for x in range(width):
+            p = (y + 1) * pw + x + 1
+            level = image[y, x]
+            value[p] = level
+            if y == 0 or x == 0 or y == height - 1 or x == width - 1:
+                nxt[p] = head[level]
+                head[level] = p
+            else:
+                queued[p] = False
+    offsets = (-pw, -1, 1, pw)
+    level = 0
+    while level < 256:
+        p = head[level]
+        if p == -1:
+            level += 1
+            continue
+        head[level] = nxt[p]
+        for k in range(4):
+            q = p + offsets[k]
+            if not queued[q]:
+                queued[q] = True
+                if value[q] < level:
+                    value[q] = level
+                nxt[q] = head[value[q]]
+                head[value[q]] = q
+    out = np.empty((height, width), np.uint8)
+    for y in range(height):
+        for x in range(width):
+            out[y, x] = value[(y + 1) * pw + x + 1]
+    return out
+
+
+@nb.njit(cache=True)
+def _descending_order(image: np.ndarray):
+    """Pixels sorted by decreasing value (counting sort): padded-grid index, x, y, and
+    ``starts[255 - v]``, where the pixels of value v begin in that order."""
+    height, width = image.shape
+    starts = np.zeros(257, np.int64)
+    for y in range(height):
+        for x in range(width):
+            starts[256 - image[y, x]] += 1
+    for key in range(1, 257):
+        starts[key] += starts[key - 1]
+    fill = starts.copy()
+    order = np.empty(height * width, np.int32)
+    xs = np.empty(height * width, np.int32)
+    ys = np.empty(height * width, np.int32)
+    for y in range(height):
+        for x in range(width):
+            key = 255 - image[y, x]
+            j = fill[key]
+            order[j] = (y + 1) * (width + 2) + x + 1
+            xs[j] = x
+            ys[j] = y
+            fill[key] = j + 1
+    return order, xs, ys, starts
+
+
+@nb.njit(cache=True)
+def _ring_offsets(padded_width: int) -> np.ndarray:
+    offsets = np.empty(8, np.int64)
+    for k in range(8):
+        offsets[k] = _RING[k][0] * padded_width + _RING[k][1]
+    return offsets
+
+
+@nb.njit(cache=True)
+def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
+                    want_largest: bool, want_iou: bool):
+    """Sweep the level sets ``image > T`` for ``thresholds`` (ascending, distinct).
+
+    Each pixel stores the id of the component it joined; the union-find runs over
+    those ids, which are few, so it stays in cache.
+
+    Returns, per threshold: the largest-area component's protocol box [n, 4] (zeros
+    when there is no component), a flag when several components tie for the largest
+    area with different boxes, the best IoU of any component's protocol box with
+    ``gt`` (-1 when there is no component), whether the level set has holes, and
+    whether holes could change which component is the largest (areas here count the
+    components' own cells; outer contours also enclose the holes).
+    """
+    height, width = image.shape
+    order, xs, ys, starts = _descending_order(image)
+    pw = width + 2
+    offsets = _ring_offsets(pw)
+    label = np.full((height + 2) * pw, _NO_PIXEL, np.int32)
+    capacity = 64
+    parent = np.empty(capacity, np.int32)
+    size = np.empty(capacity, np.int32)
+    box = np.empty((capacity, 4), np.int32)      # x0, y0, x1, y1 of the pixels
+    area2 = np.empty(capacity, np.int64)         # twice the outer contour's area
+    cached_iou = np.empty(capacity, np.float64)
+    dirty = np.empty(capacity, np.bool_)
+    slot = np.empty(capacity, np.int32)          # position of a root in ``roots``
+    roots = np.empty(capacity, np.int32)         # active component roots
+    n_ids = 0
+    n_roots = 0
+
+    n_thr = thresholds.size
+    largest = np.zeros((n_thr, 4), np.int64)
+    tie = np.zeros(n_thr, np.bool_)
+    best_iou = np.full(n_thr, -1.0)
+    has_holes = np.zeros(n_thr, np.bool_)
+    uncertain = np.zeros(n_thr, np.bool_)
+    euler4 = 0                                   # 4 * (components - holes)
+    done = 0                                     # pixels with value > current level added
+    for t in range(n_thr - 1, -1, -1):
+        stop = starts[255 - thresholds[t]] if thresholds[t] < 255 else 0
+        for j in range(done, stop):
+            p = order[j]
+            mask = 0
+            for k in range(8):
+                mask |= np.int64(label[p + offsets[k]] != _NO_PIXEL) << k
+            euler4 += _EULER_GAIN[mask]
+            x = xs[j]
+            y = ys[j]
+            n_groups = _N_REPS[mask]
+            if n_groups == 0:
+                if n_ids == capacity:
+                    capacity *= 2
+                    parent = _grow(parent, capacity)
+                    size = _grow(size, capacity)
+                    box = _grow(box, capacity)
+                    area2 = _grow(area2, capacity)
+                    cached_iou = _grow(cached_iou, capacity)
+                    dirty = _grow(dirty, capacity)
+                    slot = _grow(slot, capacity)
+                    roots = _grow(roots, capacity)
+                c = n_ids
+                n_ids += 1
+                label[p] = c
+                parent[c] = c
+                size[c] = 1
+                box[c, 0] = x
+                box[c, 1] = y
+                box[c, 2] = x
+                box[c, 3] = y
+                area2[c] = 0
+                dirty[c] = True
+                slot[c] = n_roots
+                roots[n_roots] = c
+                n_roots += 1
+                continue
+            root = _find(parent, label[p + offsets[_REPS[mask, 0]]])
+            label[p] = root
+            size[root] += 1
+            area2[root] += _CELL_GAIN[mask]
+            if x < box[root, 0]:
+                box[root, 0] = x
+                dirty[root] = True
+            elif x > box[root, 2]:
+                box[root, 2] = x
+                dirty[root] = True
+            if y < box[root, 1]:
+                box[root, 1] = y
+                dirty[root] = True
+            elif y > box[root, 3]:
+                box[root, 3] = y
+                dirty[root] = True
+            for i in range(1, n_groups):
+                other = _find(parent, label[p + offsets[_REPS[mask, i]]])
+                if other == root:
+                    continue
+                if size[other] > size[root]:
+                    root, other = other, root
+                parent[other] = root
+                size[root] += size[other]
+                box[root, 0] = min(box[root, 0], box[other, 0])
+                box[root, 1] = min(box[root, 1], box[other, 1])
+                box[root, 2] = max(box[root, 2], box[other, 2])
+                box[root, 3] = max(box[root, 3], box[other, 3])
+                area2[root] += area2[other]
+                dirty[root] = True
+                last = roots[n_roots - 1]
+                roots[slot[other]] = last
+                slot[last] = slot[other]
+                n_roots -= 1
+        done = max(done, stop)
+        has_holes[t] = 4 * n_roots != euler4
+        if n_roots == 0:
+            continue
+        if want_largest:
+            best = roots[0]
+            for i in range(1, n_roots):
+                r = roots[i]
+                if area2[r] > area2[best]:
+                    best = r
+                    tie[t] = False
+                elif area2[r] == area2[best] and (
+                        box[r, 0] != box[best, 0] or box[r, 1] != box[best, 1]
+                        or box[r, 2] != box[best, 2] or box[r, 3] != box[best, 3]):
+                    tie[t] = True
+            if has_holes[t]:
+                # Holes add to outer contour areas; the winner is certain only if no
+                # other component could outgrow it: a contour's area is at most that
+                # of its pixel bounding box.
+                for i in range(n_roots):
+                    r = roots[i]
+                    if r != best and 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1]) >= area2[best]:
+                        uncertain[t] = True
+                        break
+            largest[t, 0] = box[best, 0]
+            largest[t, 1] = box[best, 1]
+            largest[t, 2] = min(box[best, 2] + 1, width - 1)
+            largest[t, 3] = min(box[best, 3] + 1, height - 1)
+        if want_iou:
+            top = -1.0
+            for i in range(n_roots):
+                r = roots[i]
+                if dirty[r]:
+                    cached_iou[r] = _best_iou(box[r, 0], box[r, 1], min(box[r, 2] + 1, width - 1),
+                                              min(box[r, 3] + 1, height - 1), gt)
+                    dirty[r] = False
+                top = max(top, cached_iou[r])
+            best_iou[t] = top
+    return largest, tie, best_iou, has_holes, uncertain
+
+
+@nb.njit(cache=True)
+def _grow(array: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.empty((capacity,) + array.shape[1:], array.dtype)
+    out[:array.shape[0]] = array
+    return out
+
+
+@nb.njit(cache=True)
+def hole_sweep(image: np.ndarray, filled: np.ndarray, thresholds: np.ndarray,
+               gt: np.ndarray) -> np.ndarray:
+    """Best IoU of any hole border's protocol box with ``gt`` per threshold (-1: none).
+
+    A pixel is in a hole of ``image > T`` iff ``image <= T < filled``; the holes are the
+    4-connected components of those pixels, and a hole leaves (reaches the frame) as a
+    whole when T reaches its filled level.
+    """
+    height, width = image.shape
+    flat = image.ravel()
+    fill = filled.ravel()
+    pw = width + 2
+    n = (height + 2) * pw
+    # pixels that are in a hole at some level, sorted by value (counting sort)
+    starts = np.zeros(257, np.int64)
+    for p in range(flat.size):
+        if flat[p] < fill[p]:
+            starts[flat[p] + 1] += 1
+    for key in range(1, 257):
+        starts[key] += starts[key - 1]
+    order = np.empty(starts[256], np.int32)
+    for p in range(flat.size):
+        if flat[p] < fill[p]:
+            y = p // width
+            order[starts[flat[p]]] = (y + 1) * pw + p - y * width + 1
+            starts[flat[p]] += 1
+    parent = np.full(n, _NO_PIXEL, np.int32)
+    size = np.empty(n, np.int32)
+    fill_level = np.empty(n, np.int32)
+    bx0 = np.empty(n, np.int32)
+    by0 = np.empty(n, np.int32)
+    bx1 = np.empty(n, np.int32)
+    by1 = np.empty(n, np.int32)
+    cached_iou = np.empty(n, np.float64)
+    dirty = np.empty(n, np.bool_)
+    roots = np.empty(flat.size, np.int32)
+    slot = np.empty(n, np.int32)
+    n_roots = 0
+    best_iou = np.full(thresholds.size, -1.0)
+    nxt_pixel = 0
+    for t in range(thresholds.size):
+        level = thresholds[t]
+        while nxt_pixel < order.size:
+            p = order[nxt_pixel]
+            y = p // pw - 1
+            x = p - (y + 1) * pw - 1
+            if flat[y * width + x] > level:
+                break
+            nxt_pixel += 1
+            if fill[y * width + x] <= level:   # outside, never in a hole again
+                continue
+            parent[p] = p
+            size[p] = 1
+            fill_level[p] = fill[y * width + x]
+            bx0[p] = x
+            bx1[p] = x
+            by0[p] = y
+            by1[p] = y
+            dirty[p] = True
+            slot[p] = n_roots
+            roots[n_roots] = p
+            n_roots += 1
+            root = p
+            for k in range(4):
+                q = p + (-pw, -1, 1, pw)[k]
+                if parent[q] == _NO_PIXEL:
+                    continue
+                other = _find(parent, q)
+                if other == root:
+                    continue
+                if size[other] > size[root]:
+                    root, other = other, root
+                parent[other] = root
+                size[root] += size[other]
+                bx0[root] = min(bx0[root], bx0[other])
+                by0[root] = min(by0[root], by0[other])
+                bx1[root] = max(bx1[root], bx1[other])
+                by1[root] = max(by1[root], by1[other])
+                dirty[root] = True
+                last = roots[n_roots - 1]
+                roots[slot[other]] = last
+                slot[last] = slot[other]
+                n_roots -= 1
+        top = -1.0
+        i = 0
+        while i < n_roots:
+            r = roots[i]
+            if fill_level[r] <= level:          # the hole reached the frame
+                last = roots[n_roots - 1]
+                roots[i] = last
+                slot[last] = i
+                n_roots -= 1
+                continue
+            if dirty[r]:
+                cached_iou[r] = _best_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
+                                          min(by1[r] + 2, height - 1), gt)
+                dirty[r] = False
+            top = max(top, cached_iou[r])
+            i += 1
+        best_iou[t] = top
+    return best_iou
+
+
+@nb.njit(cache=True)
+def best_box_iou(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Best IoU of each box [n, 4] with any GT box."""
+    out = np.empty(boxes.shape[0])
+    for i in range(boxes.shape[0]):
+        out[i] = _best_iou(boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3], gt)
+    return out
+
+
+@nb.njit(cache=True)
+def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
+                  multi_contour: bool):
+    """Per threshold (ascending, distinct): the largest contour's box, whether a tie
+    leaves it to OpenCV's contour order, and (``multi_contour``) the best IoU of any
+    contour's box with ``gt`` (-1 when there is no contour)."""
+    boxes, ties, best, holes, uncertain = component_sweep(image, thresholds, gt, True,
+                                                          multi_contour)
+    # A few uncertain thresholds are cheaper to settle with OpenCV (as ties) than by a
+    # second sweep over the hole-filled map.
+    refill = uncertain.sum() > _MAX_OPENCV_SETTLED
+    need_holes = multi_contour and holes.any()
+    if refill or need_holes:
+        filled = fill_holes(image)
+        if refill:
+            # the components of the hole-filled map carry the outer contours' areas
+            boxes, ties, _, _, _ = component_sweep(filled, thresholds, gt, True, False)
+        if need_holes:
+            best = np.maximum(best, hole_sweep(image, filled, thresholds, gt))
+    if not refill:
+        ties |= uncertain
+    return boxes, ties, best
