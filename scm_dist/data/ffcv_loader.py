@@ -118,6 +118,19 @@ def _disabled(*keep: str) -> dict[str, None]:
     return {name: None for name in FFCV_FIELDS if name not in keep}
 
 
+def _keeping_torch_threads(make: Callable[[], Any]) -> Any:
+    """FFCV sets torch's intra-op threads to its worker count; the trainer's setting wins."""
+    threads = torch.get_num_threads()
+    try:
+        return make()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _iterate(loader: Loader) -> Iterator[tuple]:
+    yield from _keeping_torch_threads(lambda: iter(loader))
+
+
 class FFCVTrainLoader(TrainLoader):
     """Train batches from the FFCV file (see the module docstring for the order).
 
@@ -141,7 +154,7 @@ class FFCVTrainLoader(TrainLoader):
         self.last_ids: list[str] = []
         self._pages: np.ndarray | None = None
         self._position = (0, 0)
-        self._loader = Loader(
+        self._loader = _keeping_torch_threads(lambda: Loader(
             str(shards.paths[0]), batch_size=cfg.batch_size, num_workers=max(cfg.workers, 1),
             os_cache=cfg.ffcv_os_cache, order=_RankOrder(self._plan), distributed=False,
             seed=seed, drop_last=True, batches_ahead=BATCHES_AHEAD,
@@ -151,7 +164,7 @@ class FFCVTrainLoader(TrainLoader):
                                                 cfg.resize_size),
                              RandomHorizontalFlip(), _normalize_op(), ToTensor(),
                              ToTorchImage(channels_last=False)],
-                FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline()})
+                FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline()}))
 
     def layout(self) -> dict[str, Any]:
         return {**super().layout(), "order": self.order}
@@ -171,7 +184,7 @@ class FFCVTrainLoader(TrainLoader):
 
     def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._position = (epoch, consumed)
-        for images, labels, sample_ids in self._loader:
+        for images, labels, sample_ids in _iterate(self._loader):
             self.last_ids = [str(i) for i in sample_ids.tolist()]
             yield images, labels
 
@@ -189,7 +202,7 @@ class FFCVEvalLoader:
         self.num_samples = stop - start
         self._size = cfg.eval_size
         indices = np.arange(start, stop, dtype=np.uint64)
-        self._loader = None if not len(indices) else Loader(
+        self._loader = None if not len(indices) else _keeping_torch_threads(lambda: Loader(
             str(shards.paths[0]), batch_size=cfg.eval_batch_size,
             num_workers=max(cfg.workers, 1), os_cache=cfg.ffcv_os_cache,
             order=_RankOrder(lambda _: indices), drop_last=False, batches_ahead=BATCHES_AHEAD,
@@ -198,13 +211,13 @@ class FFCVEvalLoader:
                              ToTensor(), ToTorchImage(channels_last=False)],
                 FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline(),
                 FFCV_NUM_BOXES: _int_pipeline(), FFCV_WIDTH: _int_pipeline(),
-                FFCV_HEIGHT: _int_pipeline(), FFCV_BOXES: [NDArrayDecoder(), ToTensor()]})
+                FFCV_HEIGHT: _int_pipeline(), FFCV_BOXES: [NDArrayDecoder(), ToTensor()]}))
 
     def __iter__(self) -> Iterator[EvalBatch]:
         if self._loader is None:
             return
         names = list(self._loader.reader.handlers)
-        for fields in self._loader:
+        for fields in _iterate(self._loader):
             f = dict(zip(names, fields))
             boxes = [torch.from_numpy(rescale_boxes(boxes_from_ffcv(b.numpy(), n), w, h, self._size))
                      for b, n, w, h in zip(f[FFCV_BOXES], f[FFCV_NUM_BOXES].tolist(),

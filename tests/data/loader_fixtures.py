@@ -137,3 +137,11 @@ def small_config(directory: Path, fmt: str, **overrides) -> DataConfig:
                   shuffle_buffer=8)
     values.update(overrides)
     return DataConfig(**values)
+
+
+def write_folder(directory: Path, samples: list[Sample]) -> None:
+    """The same samples as an image folder ``root/<class>/<key>.jpg``."""
+    for s in samples:
+        path = directory / s.info.class_name / f"{s.info.key}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
