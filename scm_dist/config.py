@@ -25,6 +25,7 @@ class ModelConfig:
     num_classes: int = 0             # 0: take it from the train shards' manifest
     img_size: int = 224
     drop_path_rate: float = 0.1
+    depth: int = 0                   # >0: override the number of blocks (small demo models)
     pretrained: str = ""             # local checkpoint file (DeiT, release or own); "" = random
     attn_impl: str = "fused"         # fused | naive
 
@@ -80,6 +81,7 @@ class TrainConfig:
     epochs: int = 30
     max_steps: int = 0               # >0: stop after this many optimizer steps
     grad_accum: int = 1
+    global_batch_size: int = 0       # >0: grad_accum = this / (batch_size x world size), must divide
     checkpoint_every: int = 500      # optimizer steps; a checkpoint is also written at the end
     keep_last: int = 3
     log_every: int = 20
@@ -132,6 +134,7 @@ def _valid_keys(cls: type, prefix: str = "") -> list[str]:
 
 def _unknown_key(key: str) -> ConfigError:
     valid = _valid_keys(ExperimentConfig)
+    valid += sorted({k.split(".")[0] for k in valid})  # section names too
     close = difflib.get_close_matches(key, valid, n=4, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return ConfigError(f"unknown config key {key!r}.{hint}")

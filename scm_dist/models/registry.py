@@ -43,9 +43,11 @@ def _create(variant: str, use_scm: bool, size: str, pretrained: bool, **kwargs) 
                 "nothing is ever downloaded")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{variant}: checkpoint file not found: {path}")
+    # architecture kwargs (depth=..., embed_dim=...) may override the size, the timm way
+    model_args = {**SIZES[size], **kwargs}
     return build_model_with_cfg(DeiTWSOL, variant, pretrained,
                                 pretrained_filter_fn=checkpoint_filter_fn,
-                                use_scm=use_scm, patch_size=16, **SIZES[size], **kwargs)
+                                use_scm=use_scm, patch_size=16, **model_args)
 
 
 def _register(kind: str, size: str) -> None:

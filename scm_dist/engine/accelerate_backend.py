@@ -1,0 +1,80 @@
+"""Accelerate backend: DDP (default) or FSDP, fp32 / bf16 / fp16 (GPU, loss scaling)."""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from ..config import ExperimentConfig
+from .backend import Backend
+
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+class AccelerateBackend(Backend):
+    """``Accelerator(cpu=True)`` on CPU hosts (gloo), CUDA otherwise (nccl)."""
+
+    def __init__(self, cfg: ExperimentConfig, grad_accum: int) -> None:
+        super().__init__(cfg, grad_accum)
+        kwargs = {}
+        if cfg.train.sharding == "fsdp":
+            from accelerate import FullyShardedDataParallelPlugin
+            kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
+        elif cfg.train.sharding != "ddp":
+            raise ValueError(f"train.sharding must be ddp or fsdp, got {cfg.train.sharding!r}")
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                                       mixed_precision=MIXED_PRECISION[cfg.train.precision],
+                                       **kwargs)
+        self.rank = self.accelerator.process_index
+        self.world_size = self.accelerator.num_processes
+        self.device = self.accelerator.device
+
+    def prepare(self, model: nn.Module, groups: list[dict], lr: float,
+                multiplier: Callable[[int], float]) -> None:
+        betas = tuple(self.cfg.optim.betas)
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=self.cfg.optim.eps)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # not prepared: Accelerate would step it once per process
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, multiplier)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+
+    def micro_step(self, sync: bool) -> AbstractContextManager:
+        return nullcontext() if sync else self.accelerator.no_sync(self.model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.to(self.device, non_blocking=True))
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss / self.grad_accum)
+
+    def optimizer_step(self) -> None:
+        if self.cfg.optim.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save(self, directory: Path) -> None:
+        self.accelerator.save_state(str(directory), safe_serialization=False)
+
+    def load(self, directory: Path) -> None:
+        self.accelerator.load_state(str(directory))
+
+    def consolidated_state_dict(self, directory: Path) -> dict[str, torch.Tensor] | None:
+        state = self.accelerator.get_state_dict(self.model)
+        if not self.is_main:
+            return None
+        return {k: v.detach().float().cpu().clone() for k, v in state.items()}
+
+    def scalar_parameters(self) -> dict[str, float]:
+        model = self.accelerator.unwrap_model(self.model)
+        return {name: float(p.detach().float().reshape(-1)[0])
+                for name, p in model.named_parameters() if p.numel() == 1}

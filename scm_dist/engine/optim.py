@@ -1,0 +1,56 @@
+"""AdamW parameter groups and the learning-rate schedules (per optimizer step)."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from torch import nn
+
+from ..config import OptimConfig
+
+NO_DECAY_NAMES = ("pos_embed", "cls_token")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: decay, and no decay for norms, biases, position embedding, class token."""
+    norm_params = {id(p) for m in model.modules()
+                   if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d))
+                   for p in m.parameters(recurse=False)}
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = (id(param) in norm_params or name.endswith(".bias")
+                  or name.split(".")[-1] in NO_DECAY_NAMES)
+        (no_decay if exempt else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
+    """The LR actually used: ``lr * global_batch / base_batch_size`` under linear scaling."""
+    if cfg.lr_scaling == "linear":
+        return cfg.lr * global_batch / cfg.base_batch_size
+    if cfg.lr_scaling == "none":
+        return cfg.lr
+    raise ValueError(f"optim.lr_scaling must be linear or none, got {cfg.lr_scaling!r}")
+
+
+def lr_multiplier(cfg: OptimConfig, steps_per_epoch: int, total_steps: int
+                  ) -> Callable[[int], float]:
+    """Multiplier of the peak LR after ``step`` optimizer steps (LambdaLR)."""
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.schedule not in ("step", "cosine"):
+        raise ValueError(f"optim.schedule must be step or cosine, got {cfg.schedule!r}")
+    decay_steps = sorted(e * steps_per_epoch for e in cfg.decay_epochs)
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "step":
+            return cfg.decay_rate ** sum(step >= s for s in decay_steps)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return multiplier

@@ -1,0 +1,55 @@
+"""Rank-0 training log: a progress bar, readable lines, JSONL and TensorBoard."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+log = logging.getLogger("scm_dist.train")
+
+
+class RunLogger:
+    """Writes ``metrics.jsonl`` and ``tensorboard/`` in the output dir (rank 0 only)."""
+
+    def __init__(self, output_dir: str | Path, enabled: bool, total_steps: int,
+                 start_step: int) -> None:
+        self.enabled = enabled
+        self.bar = None
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(output_dir / "metrics.jsonl", "a", buffering=1)
+        self.tensorboard = SummaryWriter(str(output_dir / "tensorboard"))
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
+                        dynamic_ncols=True)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "time": round(time.time(), 3), **metrics}
+        self.jsonl.write(json.dumps(record) + "\n")
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                self.tensorboard.add_scalar(key, value, step)
+        self.bar.set_postfix(loss=f"{metrics.get('train/loss', 0):.4f}",
+                             acc=f"{metrics.get('train/acc', 0):.1f}",
+                             ips=f"{metrics.get('train/images_per_s', 0):.0f}")
+        tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in record.items() if k != "time"))
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+            self.jsonl.close()
+            self.tensorboard.close()
