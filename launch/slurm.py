@@ -65,7 +65,11 @@ class Resources:
                 "--signal-delay")
         params: dict[str, Any] = dict(job_name=job_name, nodes=self.nodes, time=self.time_min,
                                       ntasks_per_node=self.ntasks_per_node,
-                                      signal_delay_s=self.signal_delay_s)
+                                      signal_delay_s=self.signal_delay_s,
+                                      # one task failing ends the step (no rank left hanging)
+                                      srun_args=["--kill-on-bad-exit=1"])
+        if dependency:  # a failed training cancels its evaluation instead of leaving it queued
+            params["additional_parameters"] = {"kill-on-invalid-dep": "yes"}
         optional = dict(gpus_per_node=self.gpus_per_node, cpus_per_task=self.cpus_per_task,
                         partition=self.partition, account=self.account, qos=self.qos,
                         constraint=self.constraint, mem=self.mem, dependency=dependency,

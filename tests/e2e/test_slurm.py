@@ -124,7 +124,7 @@ def test_two_node_job_trains_with_ranks_from_slurm_then_evaluates(tmp_path):
 
 def test_usr2_checkpoints_requeues_and_resumes_to_the_same_weights(tmp_path):
     out = tmp_path / "run"
-    cfg = toy_cfg(out, 40)
+    cfg = toy_cfg(out, 60)
     (job,) = submit_toy(plan_configs(cfg, None, None))
     wait_progress(out, 6)
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
@@ -132,14 +132,14 @@ def test_usr2_checkpoints_requeues_and_resumes_to_the_same_weights(tmp_path):
     assert job_field(job.job_id, "Restarts") == "1"
     first, second = starts(out)
     assert first[:2] == ["0", "0"]
-    assert 6 <= int(second[0]) < 40 and second[1] == "1"  # resumed mid-way, SLURM_RESTART_COUNT=1
+    assert 6 <= int(second[0]) < 60 and second[1] == "1"  # resumed mid-way, SLURM_RESTART_COUNT=1
     assert json.loads((out / "results.json").read_text())["weights"] == \
         toy_engine.reference_weights(cfg, 2)
 
 
 def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cfg = toy_cfg(out, 40)
+    cfg = toy_cfg(out, 60)
     (job,) = submit_toy(plan_configs(cfg, None, None))
     wait_progress(out, 10)
     for rank in (0, 1):  # SIGKILL the training processes: no warning, no handler runs
@@ -149,7 +149,7 @@ def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
     subprocess.run(["scontrol", "requeue", job.job_id], check=True)
     wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
     first, second = starts(out)
-    assert int(second[0]) % 4 == 0 and 8 <= int(second[0]) < 40  # a periodic checkpoint
+    assert int(second[0]) % 4 == 0 and 8 <= int(second[0]) < 60  # a periodic checkpoint
     assert json.loads((out / "results.json").read_text())["weights"] == \
         toy_engine.reference_weights(cfg, 2)
 
@@ -194,3 +194,15 @@ def test_unknown_partition_shows_slurms_message(tmp_path, capsys):
     rc = scm_submit(["--config", str(cfg_file), "--partition", "nosuchpart"])
     assert rc == 2
     assert "invalid partition" in capsys.readouterr().err.lower()
+
+
+def test_a_crashing_rank_ends_the_job_and_cancels_its_evaluation(tmp_path):
+    cfg = toy_cfg(tmp_path / "run", 8)
+    train_job, eval_job = submit(plan_configs(cfg, None, None), CPU_2_NODES,
+                                 eval_res=Resources(nodes=1, tasks_per_node=1, time_min=5),
+                                 train_fn=toy_engine.train_failing_on_rank1,
+                                 eval_fn=toy_engine.evaluate)
+    wait_for(train_job.job_id, {"FAILED"}, tmp_path, timeout_s=60)  # rank 0 is not left hanging
+    assert "rank 1 crashed" in (tmp_path / "run/slurm" / train_job.job_id /
+                                f"{train_job.job_id}_1_log.err").read_text()
+    wait_for(eval_job.job_id, {"CANCELLED"}, tmp_path, timeout_s=30)

@@ -68,7 +68,9 @@ def test_one_task_per_gpu_unless_tasks_per_node_given():
     params = Resources(nodes=3, tasks_per_node=4, partition="cpu", exclusive=True) \
         .sbatch_parameters("x", "afterok:12")
     assert params == dict(job_name="x", nodes=3, time=60, ntasks_per_node=4, signal_delay_s=120,
-                          partition="cpu", exclusive=True, dependency="afterok:12")
+                          srun_args=["--kill-on-bad-exit=1"], partition="cpu", exclusive=True,
+                          dependency="afterok:12",
+                          additional_parameters={"kill-on-invalid-dep": "yes"})
     with pytest.raises(SubmitError, match="at least 1"):
         Resources(nodes=0).sbatch_parameters("x")
     with pytest.raises(SubmitError, match="signal"):  # USR2 could come before start-up ends
@@ -91,7 +93,8 @@ def test_dry_run_prints_the_batch_script_and_submits_nothing(tmp_path, cfg_file,
         assert line in train
     assert "srun --unbuffered" in train and "submitit.core._submit" in train
     assert "--nodes=1" in evaluation and "--ntasks-per-node=1" in evaluation
-    assert "afterok:" in evaluation
+    assert "afterok:" in evaluation and "--kill-on-invalid-dep=yes" in evaluation
+    assert "--kill-on-bad-exit=1" in train
     assert not (tmp_path / "runs").exists()  # nothing written, nothing submitted
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-STEP_SLEEP_S = 0.25
+STEP_SLEEP_S = 0.1
 
 
 def _data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,3 +92,12 @@ def evaluate(cfg, checkpoint) -> dict:
     if int(os.environ["RANK"]) == 0:
         (Path(cfg.train.output_dir) / "eval.json").write_text(json.dumps(result))
     return result
+
+
+def train_failing_on_rank1(cfg, stop) -> dict:
+    """Rank 1 raises while rank 0 waits in a collective (a crash on one node)."""
+    dist.init_process_group("gloo")
+    if dist.get_rank() == 1:
+        raise RuntimeError("rank 1 crashed")
+    dist.all_reduce(torch.ones(1))  # would wait forever for rank 1
+    return {"status": "completed"}
