@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val", type=int, default=None, help="validation images (default 2000)")
     synth.add_argument("--image-size", type=int, default=128)
     _add_output_options(synth)
+    synth.set_defaults(shard_size_mb=4.0)  # small sets: several shards, so ranks and workers each get some
 
     ver = sub.add_parser("verify", help="check shards against their manifest")
     ver.add_argument("path", type=Path)

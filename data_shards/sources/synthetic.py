@@ -68,7 +68,7 @@ _SHAPE_POLYGONS: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
 
 def _smooth_field(rng: np.random.Generator, size: int, grid: int, channels: int) -> np.ndarray:
     small = rng.random((grid, grid, channels), dtype=np.float32)
-    return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).reshape(size, size, channels)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).reshape(size, size, channels)
 
 
 def _random_colour(rng: np.random.Generator, saturated: bool) -> np.ndarray:
