@@ -5,15 +5,22 @@ from pathlib import Path
 from typing import Mapping
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (imported on first use: it is slow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _draw_boxes(axis, boxes: np.ndarray, color: str) -> None:
+    from matplotlib.patches import Rectangle
+
     for x0, y0, x1, y1 in np.asarray(boxes, dtype=float).reshape(-1, 4):
         axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color,
                                  linewidth=2))
@@ -38,6 +45,7 @@ def save_panel(path: str | Path, image: np.ndarray, attention: np.ndarray,
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be H x W x 3 uint8, got {image.shape} {image.dtype}")
     size = image.shape[:2]
+    plt = _pyplot()
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.6))
     panels = [("image", None), ("attention", attention), ("class map", class_map),
               ("localization", localization_map)]
@@ -65,6 +73,7 @@ def save_threshold_curves(path: str | Path, taus: np.ndarray,
     metric (e.g. :meth:`LocalizationEvaluator.curves`)."""
     if not curves:
         raise ValueError("no curves to plot")
+    plt = _pyplot()
     figure, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
     for axis, (name, per_iou) in zip(axes[0], curves.items()):
         for iou, accuracy in per_iou.items():
@@ -89,5 +98,5 @@ def _save(figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
-    plt.close(figure)
+    _pyplot().close(figure)
     return path
