@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_shards.images import prepare_sample
-from data_shards.manifest import build_manifest, write_manifest
+from data_shards.manifest import build_manifest, verify_split, write_manifest
 from data_shards.records import PreparedSample, Skipped, SourceListing, SourceRecord
 from data_shards.schema import (
     FORMAT_FFCV, FORMAT_WEBDATASET, MANIFEST_NAME, MAX_BOXES, Manifest, ShardEntry, SkippedSample,
@@ -175,6 +175,10 @@ def _check_out_dir(folder: Path, options: ConvertOptions) -> Optional[Manifest]:
         if not options.resume:
             raise ConversionError(f"{folder} already holds a finished conversion ({MANIFEST_NAME}); "
                                   "choose another --out, delete it, or pass --resume to keep it")
+        problems = verify_split(folder)
+        if problems:
+            raise ConversionError(f"{folder} is finished but does not match its manifest ({problems[0]}); "
+                                  "delete the folder and convert again")
         return read_manifest(folder)
     if (folder / PROGRESS_NAME).is_file() and not options.resume:
         raise ConversionError(f"{folder} holds an unfinished conversion; pass --resume to continue it "
@@ -256,6 +260,8 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
     (folder / PROGRESS_NAME).unlink()
     if tar_dir != ".":
         shutil.rmtree(tar_folder)
+    if manifest.boxes_clipped:
+        log.warning("%d box(es) reached outside their image and were clipped to it", manifest.boxes_clipped)
     if all_skipped:
         log.warning("%d image(s) skipped (listed in %s): %s", len(all_skipped), folder / MANIFEST_NAME,
                     "; ".join(f"{k.source}: {k.reason}" for k in all_skipped[:5]))

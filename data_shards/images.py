@@ -23,12 +23,6 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """Decode image bytes of any PIL-readable format to an RGB uint8 array (CMYK and grey included)."""
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 def scaled_size(width: int, height: int, max_side: Optional[int]) -> tuple[int, int]:
     """Size after shrinking so that the longer side is at most ``max_side`` (never enlarges)."""
     if not max_side or max(width, height) <= max_side:

@@ -46,7 +46,8 @@ def list_folder(root: Path, split: str, boxes_csv: Optional[Path] = None) -> Sou
     for label, folder in enumerate(class_dirs):
         for path in list_images(folder):
             rel = path.relative_to(root).as_posix()
-            records.append(SourceRecord(key=f"{folder.name}/{path.stem}".replace("/", "__"), source=rel,
+            key = f"{folder.name}__{path.stem}".replace(".", "_")  # WebDataset keys end at the first dot
+            records.append(SourceRecord(key=key, source=rel,
                                         label=label, class_name=folder.name,
                                         boxes=tuple(boxes.get(rel, ())), path=str(path)))
     if not records:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import cv2
 import numpy as np

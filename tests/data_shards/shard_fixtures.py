@@ -160,6 +160,8 @@ def build_folder(root: Path) -> tuple[dict[str, Truth], Path]:
             boxes = [[1.0, 2.0, 10.0 + i, 12.0]] if i != 2 else []
             rows += [[f"{name}/img{i}.{ext}", *b] for b in boxes]
             truth[f"{name}__img{i}"] = Truth(c, boxes, (w, h), (w, h))
+    save(root / "dogs" / "pup.v2.jpg", 24, 26, seed=99)  # a dotted name: its key must lose the dot
+    truth["dogs__pup_v2"] = Truth(1, [], (24, 26), (24, 26))
     csv_path = root.parent / f"{root.name}_boxes.csv"
     with open(csv_path, "w", newline="") as f:
         csv.writer(f).writerows(rows)

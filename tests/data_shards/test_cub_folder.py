@@ -33,6 +33,12 @@ def test_cub_test_split_in_both_formats(tmp_path):
         np.testing.assert_array_equal(row[2][:1], np.array(t.boxes, np.float32))
         assert size == t.size
     assert read_manifest(out / "test").classes == ("001.Black_footed_Albatross", "002.Laysan_Albatross")
+    # timm's WebDataset reader finds the split through _info.json
+    from timm.data.readers.reader_wds import ReaderWds
+    reader = ReaderWds(root=str(out / "test"), split="test")
+    assert len(reader) == len(truth)
+    pairs = sorted((image.size, label) for image, label in reader)
+    assert pairs == sorted((t.size, t.label) for t in truth.values())
 
 
 def test_cub_listing_a_missing_image_is_a_clear_error(tmp_path, capsys):

@@ -2,7 +2,6 @@
 stand-in images, converted to both formats and checked box by box."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
