@@ -257,7 +257,7 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
         arguments=arguments,
     )
     write_manifest(folder, manifest)
-    (folder / PROGRESS_NAME).unlink()
+    (folder / PROGRESS_NAME).unlink(missing_ok=True)
     if tar_dir != ".":
         shutil.rmtree(tar_folder)
     if manifest.boxes_clipped:

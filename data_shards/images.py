@@ -69,6 +69,8 @@ def prepare_sample(record: SourceRecord, sample_id: int, max_side: Optional[int]
             new_size = scaled_size(width, height, max_side)
             reencode = fmt != "JPEG" or mode != "RGB" or new_size != (width, height)
             rgb = np.asarray(image.convert("RGB")) if reencode else None
+    except Image.UnidentifiedImageError:
+        return Skipped(record.source, "unreadable: not an image format PIL knows (empty or damaged file?)")
     except _DECODE_ERRORS as err:
         return Skipped(record.source, f"unreadable, corrupt or truncated image: {err}")
     if reencode:

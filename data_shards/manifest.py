@@ -181,6 +181,10 @@ def describe_split(folder: Path) -> str:
                      f"{_human_bytes(size / max(m.total_samples, 1))} per image")
     if FORMAT_FFCV in m.formats:
         lines.append(f"  FFCV boxes array: [{m.max_boxes}, 4]")
+    if "centred_box_accuracy_iou50" in m.arguments:
+        a = m.arguments
+        lines.append(f"  best centred box: IoU>=0.5 on {a['centred_box_accuracy_iou50']:.1%} of images "
+                     f"({a['centred_box_width_fraction']:.2f} x {a['centred_box_height_fraction']:.2f} of the image)")
     for s in m.skipped:
         lines.append(f"  skipped {s.source}: {s.reason}")
     return "\n".join(lines)
