@@ -7,8 +7,10 @@ the engine resumes from the latest checkpoint.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from submitit.helpers import Checkpointable
@@ -33,24 +35,30 @@ def engine_evaluate(cfg: ExperimentConfig, checkpoint: Any) -> dict:
     return evaluate(cfg, checkpoint)
 
 
+def _start(env: distributed_env.DistributedEnv) -> None:
+    """Export the ranks and show the engine's INFO logs on rank 0, warnings elsewhere."""
+    distributed_env.export(env)
+    logging.basicConfig(level=logging.INFO if env.rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s [rank {env.rank}] %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
 def _log(env: distributed_env.DistributedEnv, message: str) -> None:
     print(f"[scm-submit rank {env.rank}/{env.world_size} job {env.job_id}] {message}",
           file=sys.stderr, flush=True)
 
 
 class TrainJob(Checkpointable):
-    """Train ``cfg`` on all tasks of the job; evaluate afterwards when eval.after_train."""
+    """Train ``cfg`` on all tasks of the job (the engine evaluates after when eval.after_train)."""
 
-    def __init__(self, cfg: ExperimentConfig, train_fn: TrainFn = engine_train,
-                 eval_fn: EvalFn = engine_evaluate) -> None:
+    def __init__(self, cfg: ExperimentConfig, train_fn: TrainFn = engine_train) -> None:
         self.cfg = cfg
         self.train_fn = train_fn
-        self.eval_fn = eval_fn
 
     def __call__(self) -> dict:
         env = distributed_env.from_slurm()
-        distributed_env.export(env)
-        stop = threading.Event()
+        _start(env)
+        stop = threading.Event()  # the engine's StopRequest interface: set() / is_set()
         watch = SignalWatch(stop)
         _log(env, f"training into {self.cfg.train.output_dir} "
                   f"(master {env.master_addr}:{env.master_port})")
@@ -62,13 +70,11 @@ class TrainJob(Checkpointable):
             else:
                 _log(env, f"checkpoint written, exiting (signals: {watch.received or 'none'})")
             raise SystemExit(0)  # no result file: the requeued job writes it
-        if self.cfg.eval.after_train:
-            result["eval"] = self.eval_fn(self.cfg, result.get("checkpoint"))
         return result
 
 
 class EvalJob(Checkpointable):
-    """Evaluate the latest checkpoint of ``cfg.train.output_dir`` (a dependent job)."""
+    """Evaluate the final model of ``cfg.train.output_dir`` (a job that runs after training)."""
 
     def __init__(self, cfg: ExperimentConfig, eval_fn: EvalFn = engine_evaluate) -> None:
         self.cfg = cfg
@@ -76,6 +82,8 @@ class EvalJob(Checkpointable):
 
     def __call__(self) -> dict:
         env = distributed_env.from_slurm()
-        distributed_env.export(env)
-        _log(env, f"evaluating {self.cfg.train.output_dir}")
-        return self.eval_fn(self.cfg, None)
+        _start(env)
+        from scm_dist.engine import FINAL_MODEL
+        model = Path(self.cfg.train.output_dir) / FINAL_MODEL
+        _log(env, f"evaluating {model}")
+        return self.eval_fn(self.cfg, model)

@@ -140,6 +140,13 @@ def with_output_dir(cfg: ExperimentConfig, output_dir: Path) -> ExperimentConfig
     return cfg
 
 
+def _without_eval(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Training config for a job followed by a dependent evaluation (no evaluation twice)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.after_train = False
+    return cfg
+
+
 def plan_configs(cfg: ExperimentConfig, sweep: list[SweepPoint] | None,
                  load: Any) -> list[ExperimentConfig]:
     """One config per job: ``cfg`` itself, or one per sweep point in its own sub-directory.
@@ -167,7 +174,8 @@ def submit(configs: list[ExperimentConfig], train_res: Resources, *,
     require_slurm()
     folder = log_folder(configs, log_dir)
     executor = _executor(folder, train_res.sbatch_parameters(configs[0].name))
-    train_jobs = _submit(executor, [TrainJob(c, train_fn, eval_fn) for c in configs])
+    train_cfgs = configs if eval_res is None else [_without_eval(c) for c in configs]
+    train_jobs = _submit(executor, [TrainJob(c, train_fn) for c in train_cfgs])
     done = [Submission(j.job_id, "train", c.train.output_dir, j.paths.stdout, j.paths.stderr)
             for j, c in zip(train_jobs, configs)]
     if eval_res is not None:

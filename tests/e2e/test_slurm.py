@@ -1,8 +1,10 @@
 """scm-submit against a real SLURM cluster started on this host (munge, slurmctld, 2 slurmd).
 
 The module starts the local cluster itself (unless one is already up) and stops it at the
-end. Jobs run a small real distributed trainer (tests/launch/toy_engine.py: gloo,
-checkpoints, resume) with the engine's contract.
+end. The first tests run the real engine on a tiny synthetic config from shards; the
+others run a small real distributed trainer with the engine's contract
+(tests/launch/toy_engine.py: gloo, periodic checkpoints, resume) where only the launcher's
+behaviour is under test.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
+from data_shards.cli import main as shards_main
 from launch.cli import main as scm_submit
 from launch.local_slurm import LocalSlurm, missing_binaries
 from launch.slurm import Resources, plan_configs, submit
@@ -43,14 +46,14 @@ def cluster():
     local = LocalSlurm()
     was_up = all(local.running().values())
     local.up()
-    old = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(local.conf)
+    # sbatch exports the submitter's environment: one thread per task everywhere, so the
+    # SLURM runs and the local run below do the same arithmetic
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SLURM_CONF", str(local.conf))
+    patch.setenv("OMP_NUM_THREADS", "1")
     yield local
     subprocess.run(["scancel", "--user", "root"], capture_output=True)
-    if old is None:
-        os.environ.pop("SLURM_CONF")
-    else:
-        os.environ["SLURM_CONF"] = old
+    patch.undo()
     if not was_up:
         local.down()
 
@@ -103,38 +106,82 @@ def starts(out: Path) -> list[list[str]]:
     return [line.split() for line in (out / "starts_rank0.txt").read_text().splitlines()]
 
 
-def test_two_node_job_trains_with_ranks_from_slurm_then_evaluates(tmp_path):
-    cfg = toy_cfg(tmp_path / "run", 12, "eval.after_train=true")
-    (job,) = submit_toy(plan_configs(cfg, None, None))
-    assert job.stdout.name.endswith("_0_log.out")
-    wait_for(job.job_id, {"COMPLETED"}, tmp_path)
-    out = tmp_path / "run"
-    result = json.loads((out / "results.json").read_text())
-    assert result["world_size"] == 2
-    assert result["weights"] == toy_engine.reference_weights(cfg, 2)
-    # rank 0 on node1, rank 1 on node2; both saw master node1 and the job's port
-    port = str(20000 + int(job.job_id) % 20000)
-    for rank in (0, 1):
-        (line,) = (out / f"starts_rank{rank}.txt").read_text().splitlines()
-        assert line.split()[:6] == ["0", "0", "node1", port, "0", "2"]
-    evaluation = json.loads((out / "eval.json").read_text())
-    assert evaluation["step"] == 12
-    assert job_field(job.job_id, "NodeList") == "node[1-2]"
+ENGINE_OVERRIDES = ["data.batch_size=8", "data.workers=0", "data.shuffle_buffer=64",
+                    "model.depth=2", "train.epochs=6", "train.checkpoint_every=1000",
+                    "train.log_every=1", "optim.lr_scaling=none", "eval.after_train=false"]
 
 
-def test_usr2_checkpoints_requeues_and_resumes_to_the_same_weights(tmp_path):
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    assert shards_main(["synth", "--out", str(root), "--train", "128", "--val", "32",
+                        "--image-size", "64", "--seed", "3"]) == 0
+    return root
+
+
+def engine_overrides(shards: Path, out: Path) -> list[str]:
+    return [f"data.train_dir={shards}/train", f"data.val_dir={shards}/val",
+            f"train.output_dir={out}", *ENGINE_OVERRIDES]
+
+
+def engine_cfg(shards: Path, out: Path):
+    return load_config("configs/experiments/synthetic_scm.yaml", engine_overrides(shards, out))
+
+
+def final_state(out: Path) -> dict:
+    import torch
+    return torch.load(out / "model_final.pt", weights_only=False)["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    import torch
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shards, tmp_path_factory) -> dict[str, Path]:
+    """The same training twice, at the same time: a 2-node SLURM job and a local torchrun."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    local = subprocess.Popen(
+        [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2",
+         "--master_port", "29561", "-m", "scm_dist.cli_train", "--config",
+         "configs/experiments/synthetic_scm.yaml", *engine_overrides(shards, root / "local")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (job,) = submit(plan_configs(engine_cfg(shards, root / "slurm"), None, None), CPU_2_NODES)
+    wait_for(job.job_id, {"COMPLETED"}, root / "slurm", timeout_s=240)
+    _, err = local.communicate(timeout=240)
+    assert local.returncode == 0, err[-3000:]
+    return {"slurm": root / "slurm", "local": root / "local", "job_id": job.job_id}
+
+
+def test_two_node_job_trains_like_a_local_two_process_run(uninterrupted):
+    out, job_id = uninterrupted["slurm"], uninterrupted["job_id"]
+    assert job_field(job_id, "NodeList") == "node[1-2]"
+    port = 20000 + int(job_id) % 20000
+    for rank in (0, 1):  # ranks, master address and port mapped from SLURM
+        log = (out / "slurm" / job_id / f"{job_id}_{rank}_log.err").read_text()
+        assert f"[scm-submit rank {rank}/2 job {job_id}] training into {out} " \
+               f"(master node1:{port})" in log
+    assert_same_weights(final_state(out), final_state(uninterrupted["local"]))
+
+
+def test_usr2_mid_training_checkpoints_requeues_and_ends_with_the_same_weights(
+        shards, uninterrupted, tmp_path):
     out = tmp_path / "run"
-    cfg = toy_cfg(out, 60)
-    (job,) = submit_toy(plan_configs(cfg, None, None))
-    wait_progress(out, 6)
+    (job,) = submit(plan_configs(engine_cfg(shards, out), None, None), CPU_2_NODES)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
-    wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
+    wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=240)
     assert job_field(job.job_id, "Restarts") == "1"
-    first, second = starts(out)
-    assert first[:2] == ["0", "0"]
-    assert 6 <= int(second[0]) < 60 and second[1] == "1"  # resumed mid-way, SLURM_RESTART_COUNT=1
-    assert json.loads((out / "results.json").read_text())["weights"] == \
-        toy_engine.reference_weights(cfg, 2)
+    log = (out / "slurm" / job.job_id / f"{job.job_id}_0_log.err").read_text()
+    assert "caught SIGUSR2" in log and "job requeued" in log
+    resumed = re.search(r"resumed from \S+ at step (\d+)", log)
+    assert resumed and 0 < int(resumed.group(1)) < 48, log[-3000:]  # stopped mid-training
+    assert_same_weights(final_state(out), final_state(uninterrupted["slurm"]))
 
 
 def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
