@@ -74,8 +74,9 @@ def _train_and_snapshot_live_model(job: dict) -> dict:
         if trainer.backend.is_main:
             module.eval()
             out = module(images.to(next(module.parameters()).dtype))
+            params = {n: p.detach().clone() for n, p in module.named_parameters()}
             torch.save({"images": images, "cams": out.cams.float(),
-                        "logits": out.logits.float(),
+                        "logits": out.logits.float(), "params": params,
                         "dtype": str(next(module.parameters()).dtype)},
                        Path(job["output_dir"]) / "live_outputs.pt")
     return summary
