@@ -213,7 +213,8 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     order, xs, ys, starts = _descending_order(image)
     pw = width + 2
     offsets = _ring_offsets(pw)
-    label = np.full((height + 2) * pw, _NO_PIXEL, np.int32)
+    added = np.zeros((height + 2) * pw, np.uint8)   # small: the neighbour masks stay in cache
+    label = np.empty((height + 2) * pw, np.int32)    # component id, for added pixels
     capacity = 64
     parent = np.empty(capacity, np.int32)
     size = np.empty(capacity, np.int32)
@@ -238,9 +239,10 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
         stop = starts[255 - thresholds[t]] if thresholds[t] < 255 else 0
         for j in range(done, stop):
             p = order[j]
-            mask = 0
-            for k in range(8):
-                mask |= np.int64(label[p + offsets[k]] != _NO_PIXEL) << k
+            mask = (added[p - pw] | (added[p - pw + 1] << 1) | (added[p + 1] << 2)
+                    | (added[p + pw + 1] << 3) | (added[p + pw] << 4) | (added[p + pw - 1] << 5)
+                    | (added[p - 1] << 6) | (added[p - pw - 1] << 7))
+            added[p] = 1
             euler4 += _EULER_GAIN[mask]
             x = xs[j]
             y = ys[j]
@@ -333,6 +335,16 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
             largest[t, 1] = box[best, 1]
             largest[t, 2] = min(box[best, 2] + 1, width - 1)
             largest[t, 3] = min(box[best, 3] + 1, height - 1)
+            if not want_iou and area2[best] > (height - 1) * (width - 1) and box[best, 0] == 0 \
+                    and box[best, 1] == 0 and box[best, 2] == width - 1 \
+                    and box[best, 3] == height - 1:
+                # It spans the frame and holds more than half the image's area: at every
+                # lower threshold it stays the largest (contours of other top-level
+                # components enclose disjoint areas) and its box stays the frame.
+                uncertain[t] = False
+                for rest in range(t):
+                    largest[rest] = largest[t]
+                break
         if want_iou:
             top = -1.0
             for i in range(n_roots):

@@ -27,7 +27,7 @@ across ranks, so 1 rank and N ranks give the same results.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -88,12 +88,21 @@ class _Settings:
         return CounterLayout(len(self.topk), len(self.iou_thresholds), len(self.taus))
 
 
-def _image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.ndarray],
-                  ranked: np.ndarray, labels: np.ndarray,
-                  gt_boxes: list[np.ndarray]) -> np.ndarray:
+def fast_search(class_map: np.ndarray, settings: "_Settings", boxes: np.ndarray,
+                multi_contour: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per CAM threshold: IoU of the largest contour's box, and (``multi_contour``) the
+    best IoU over every contour's box, by the exact fast box search."""
+    result = map_ious(quantized_scoremap(class_map, settings.image_size), settings.taus, boxes,
+                      multi_contour)
+    return result.largest_iou, result.all_iou
+
+
+def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.ndarray],
+                 ranked: np.ndarray, labels: np.ndarray, gt_boxes: list[np.ndarray],
+                 search: Callable = fast_search) -> np.ndarray:
     """Counters of a chunk of images. Per image: the localization maps [n, h, w] of the
     classes ``classes`` (the GT class and the top predictions) and the ranked top
-    predictions."""
+    predictions; ``search`` gives a map's IoUs per CAM threshold."""
     flat = np.zeros(settings.layout.size, np.int64)
     view = settings.layout.views(flat)
     view["images"][0] = len(labels)
@@ -101,12 +110,11 @@ def _image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.
                                                            gt_boxes):
         hits = {}
         for class_map, cls in zip(image_maps, image_classes):
-            result = map_ious(quantized_scoremap(class_map, settings.image_size), settings.taus,
-                              boxes, multi_contour=bool(cls == label))
-            hits[int(cls)] = correct_at(result.largest_iou, settings.iou_thresholds)
+            largest, every = search(class_map, settings, boxes, bool(cls == label))
+            hits[int(cls)] = correct_at(largest, settings.iou_thresholds)
             if cls == label:
                 view["wsol_gt_known"] += hits[int(cls)]
-                view["wsol_gt_known_all"] += correct_at(result.all_iou, settings.iou_thresholds)
+                view["wsol_gt_known_all"] += correct_at(every, settings.iou_thresholds)
         for i, k in enumerate(settings.topk):
             in_top = bool(label in top[:k])
             any_hit = np.max([hits[int(c)] for c in top[:k]], axis=0)
@@ -116,6 +124,18 @@ def _image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.
                 view["wsol_loc"][i] += hits[int(label)]
                 view["release_loc"][i] += any_hit
     return flat
+
+
+def needed_maps(logits: np.ndarray, cams: np.ndarray, labels: np.ndarray, k: int
+                ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per image: the float32 maps of the GT class and the top-k predicted classes, those
+    classes, and the top-k ranking (stable: ties go to the lower class index)."""
+    ranked = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    classes = [np.unique(np.append(top, label)) for top, label in zip(ranked, labels)]
+    needed = [cams[b, c].astype(np.float32) for b, c in enumerate(classes)]
+    for b, image_maps in enumerate(needed):
+        check_finite(image_maps, f"cams[{b}]")
+    return needed, classes, ranked
 
 
 class LocalizationEvaluator:
@@ -177,14 +197,10 @@ class LocalizationEvaluator:
             raise ValueError(f"topk {self.settings.topk} exceeds the {num_classes} classes")
         check_finite(scores, "logits")
         boxes = check_boxes(gt_boxes, batch)
-        ranked = np.argsort(-scores, axis=1, kind="stable")[:, :max(self.settings.topk)]
-        classes = [np.unique(np.append(top, label)) for top, label in zip(ranked, targets)]
-        needed = [maps[b, c].astype(np.float32) for b, c in enumerate(classes)]
-        for b, image_maps in enumerate(needed):
-            check_finite(image_maps, f"cams[{b}]")
+        needed, classes, ranked = needed_maps(scores, maps, targets, max(self.settings.topk))
         chunks = [(self.settings, needed[s], classes[s], ranked[s], targets[s], boxes[s])
                   for s in split(batch, max(1, self._pool.workers) * 4)]
-        self._counts += self._pool.sum_counts(_image_counts, chunks, self.layout.size)
+        self._counts += self._pool.sum_counts(image_counts, chunks, self.layout.size)
 
     def counts(self) -> np.ndarray:
         """All counters as one int64 vector (fixed layout: :attr:`layout`)."""

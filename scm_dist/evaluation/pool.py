@@ -5,14 +5,22 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
+import torch
+
+
+def _single_threaded() -> None:
+    """Workers are the parallelism: keep each one to one thread."""
+    cv2.setNumThreads(1)
 
 
 class CountPool:
     """Sum of ``function(chunk)`` int64 count arrays, over ``workers`` processes.
 
-    ``workers=0`` runs in this process. The pool starts on first use and is shut down
-    by :meth:`close` (or when the object is garbage collected).
+    ``workers=0`` runs in this process. The pool starts on first use (forked, or spawned
+    once CUDA is initialised: then the caller's main module must be import-safe) and is
+    shut down by :meth:`close` (or when the object is garbage collected).
     """
 
     def __init__(self, workers: int = 0) -> None:
@@ -30,8 +38,11 @@ class CountPool:
                 total += function(*chunk)
             return total
         if self._executor is None:
+            # fork starts at once; after CUDA is initialised only spawn is safe
+            method = "spawn" if torch.cuda.is_initialized() else "fork"
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self.workers, mp_context=multiprocessing.get_context(method),
+                initializer=_single_threaded)
         for counts in self._executor.map(function, *zip(*chunks)):
             total += counts
         return total

@@ -32,17 +32,22 @@ def scoremap(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @nb.njit(cache=True)
 def _normalized_uint8(resized: np.ndarray) -> np.ndarray:
-    low = resized.min()
-    out = np.zeros(resized.shape, np.uint8)
-    if low == resized.max():
-        return out
-    shifted = resized - low
-    high = shifted.max()
+    """``uint8(255 * (map - min) / max(map - min))`` with the reference's float32 steps
+    (the shifted maximum is exactly ``fl(max - min)``)."""
+    flat = resized.ravel()
+    low = flat[0]
+    high = flat[0]
+    for value in flat:
+        low = min(low, value)
+        high = max(high, value)
+    out = np.zeros(flat.size, np.uint8)
+    if low == high:
+        return out.reshape(resized.shape)
+    span = high - low
     scale = np.float32(255)
-    for i in range(resized.shape[0]):
-        for j in range(resized.shape[1]):
-            out[i, j] = np.uint8(shifted[i, j] / high * scale)
-    return out
+    for i in range(flat.size):
+        out[i] = np.uint8((flat[i] - low) / span * scale)
+    return out.reshape(resized.shape)
 
 
 def quantized_scoremap(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
