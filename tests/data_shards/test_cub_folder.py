@@ -80,3 +80,18 @@ def test_folder_errors(tmp_path, capsys):
                  "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "cats/ghost.jpg" in err and "no class subfolders" in err
+
+
+def test_ffcv_only_leaves_no_staging_tars(tmp_path):
+    root = tmp_path / "pets"
+    truth, csv_path = build_folder(root)
+    out = tmp_path / "out"
+    assert main(["convert", "folder", "--root", str(root), "--split", "val", "--boxes", str(csv_path),
+                 "--format", "ffcv", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["manifest.json", "val.beton"]
+    from ffcv.reader import Reader
+    meta = Reader(str(out / "val" / "val.beton")).metadata
+    labels = sorted(int(m["f1"]) for m in meta)
+    assert labels == sorted(t.label for t in truth.values())
+    assert sorted(int(m["f3"]) for m in meta) == sorted(len(t.boxes) for t in truth.values())
+    assert main(["verify", str(out), "--deep"]) == 0
