@@ -115,6 +115,21 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 
 @nb.njit(cache=True)
+def _best_cover(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
+    """Largest share of a GT box covered by the box: a bound on the IoU of any box
+    inside it (a hole's box lies inside its component's box)."""
+    best = 0.0
+    for g in range(gt.shape[0]):
+        iw = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
+        ih = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
+        gt_area = (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1)
+        value = max(iw, 0) * max(ih, 0) / gt_area
+        if value > best:
+            best = value
+    return best
+
+
+@nb.njit(cache=True)
 def fill_holes(image: np.ndarray) -> np.ndarray:
     """Grayscale hole filling: the smallest level at which each pixel's background
     4-connected component reaches the image frame (>= the pixel's own value).
@@ -205,9 +220,10 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     Returns, per threshold: the largest-area component's protocol box [n, 4] (zeros
     when there is no component), a flag when several components tie for the largest
     area with different boxes, the best IoU of any component's protocol box with
-    ``gt`` (-1 when there is no component), whether the level set has holes, and
-    whether holes could change which component is the largest (areas here count the
-    components' own cells; outer contours also enclose the holes).
+    ``gt`` (-1 when there is no component), whether the level set has holes (with
+    ``want_iou``: holes whose boxes could beat that IoU), and whether holes could
+    change which component is the largest (areas here count the components' own
+    cells; outer contours also enclose the holes).
     """
     height, width = image.shape
     order, xs, ys, starts = _descending_order(image)
@@ -221,6 +237,7 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     box = np.empty((capacity, 4), np.int32)      # x0, y0, x1, y1 of the pixels
     area2 = np.empty(capacity, np.int64)         # twice the outer contour's area
     cached_iou = np.empty(capacity, np.float64)
+    cached_cover = np.empty(capacity, np.float64)
     dirty = np.empty(capacity, np.bool_)
     slot = np.empty(capacity, np.int32)          # position of a root in ``roots``
     roots = np.empty(capacity, np.int32)         # active component roots
@@ -232,6 +249,7 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     tie = np.zeros(n_thr, np.bool_)
     best_iou = np.full(n_thr, -1.0)
     has_holes = np.zeros(n_thr, np.bool_)
+    holes_matter = np.zeros(n_thr, np.bool_)
     uncertain = np.zeros(n_thr, np.bool_)
     euler4 = 0                                   # 4 * (components - holes)
     done = 0                                     # pixels with value > current level added
@@ -255,6 +273,7 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
                     box = _grow(box, capacity)
                     area2 = _grow(area2, capacity)
                     cached_iou = _grow(cached_iou, capacity)
+                    cached_cover = _grow(cached_cover, capacity)
                     dirty = _grow(dirty, capacity)
                     slot = _grow(slot, capacity)
                     roots = _grow(roots, capacity)
@@ -347,15 +366,20 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
                 break
         if want_iou:
             top = -1.0
+            cover = 0.0
             for i in range(n_roots):
                 r = roots[i]
                 if dirty[r]:
-                    cached_iou[r] = _best_iou(box[r, 0], box[r, 1], min(box[r, 2] + 1, width - 1),
-                                              min(box[r, 3] + 1, height - 1), gt)
+                    x1 = min(box[r, 2] + 1, width - 1)
+                    y1 = min(box[r, 3] + 1, height - 1)
+                    cached_iou[r] = _best_iou(box[r, 0], box[r, 1], x1, y1, gt)
+                    cached_cover[r] = _best_cover(box[r, 0], box[r, 1], x1, y1, gt)
                     dirty[r] = False
                 top = max(top, cached_iou[r])
+                cover = max(cover, cached_cover[r])
             best_iou[t] = top
-    return largest, tie, best_iou, has_holes, uncertain
+            holes_matter[t] = has_holes[t] and cover > top
+    return largest, tie, best_iou, holes_matter if want_iou else has_holes, uncertain
 
 
 @nb.njit(cache=True)
