@@ -126,13 +126,16 @@ def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.n
     return flat
 
 
-def needed_maps(logits: np.ndarray, cams: np.ndarray, labels: np.ndarray, k: int
+def needed_maps(logits: np.ndarray, cams: Any, labels: np.ndarray, k: int
                 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Per image: the float32 maps of the GT class and the top-k predicted classes, those
-    classes, and the top-k ranking (stable: ties go to the lower class index)."""
+    classes, and the top-k ranking (stable: ties go to the lower class index).
+
+    ``cams`` may be a (GPU) tensor: only the needed maps are copied to the host.
+    """
     ranked = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     classes = [np.unique(np.append(top, label)) for top, label in zip(ranked, labels)]
-    needed = [cams[b, c].astype(np.float32) for b, c in enumerate(classes)]
+    needed = [as_numpy(cams[b, c], "cams").astype(np.float32) for b, c in enumerate(classes)]
     for b, image_maps in enumerate(needed):
         check_finite(image_maps, f"cams[{b}]")
     return needed, classes, ranked
@@ -180,14 +183,14 @@ class LocalizationEvaluator:
     def update(self, logits: Any, cams: Any, labels: Any, gt_boxes: Sequence[Any]) -> None:
         """Add a batch (arrays or tensors; see the class docstring)."""
         scores = as_numpy(logits, "logits")
-        maps = as_numpy(cams, "cams")
+        maps = cams if hasattr(cams, "detach") else as_numpy(cams, "cams")
         targets = as_numpy(labels, "labels")
         if scores.ndim != 2:
             raise ValueError(f"logits must have shape [B, K], got {scores.shape}")
         batch, num_classes = scores.shape
-        if maps.ndim != 4 or maps.shape[:2] != (batch, num_classes):
+        if maps.ndim != 4 or tuple(maps.shape[:2]) != (batch, num_classes):
             raise ValueError(f"cams must have shape [B, K, h, w] = [{batch}, {num_classes}, h, w] "
-                             f"to match logits, got {maps.shape}")
+                             f"to match logits, got {tuple(maps.shape)}")
         if targets.shape != (batch,) or not np.issubdtype(targets.dtype, np.integer):
             raise ValueError(f"labels must be {batch} integer class indices, got shape "
                              f"{targets.shape} dtype {targets.dtype}")
