@@ -18,12 +18,17 @@ before children, so the protocol's ``max(contours, key=contourArea)`` is always 
 border of a top-level component: a component of the hole-filled map's level set.
 
 So one union-find sweep over the pixels in decreasing value order gives every
-component's box (and area) at every threshold, and a second sweep in increasing order
-over the pixels that can lie in holes gives the hole boxes. When two top-level components
-tie for the largest area with different boxes, the winner depends on OpenCV's list order;
-those thresholds are flagged and the caller resolves them with OpenCV itself
-(:func:`scm_dist.evaluation.contours.largest_contour_box`), so the result is identical to
-the literal protocol for every map and threshold.
+component's box and own area (and, by Euler numbers, whether holes exist) at every
+threshold. Where holes could change which component is the largest, the hole-filled map
+is swept again (or, for a few thresholds, OpenCV settles it); a sweep in increasing
+order over the pixels that can lie in holes gives the hole boxes, when they could beat
+the best component box. Once one component spans the frame with more than half the
+image's area, it is the largest at every lower threshold: the sweep stops there.
+
+When two top-level components tie for the largest area with different boxes, the winner
+depends on OpenCV's list order; those thresholds are flagged and the caller resolves
+them with OpenCV itself (:func:`scm_dist.evaluation.contours.largest_contour_box`), so
+the result is identical to the literal protocol for every map and threshold.
 """
 from __future__ import annotations
 
