@@ -25,7 +25,7 @@ class StopAfterPolls:
         return self.remaining <= 0
 
 
-def test_config(shards: str, output_dir: str, overrides: list[str]):
+def make_config(shards: str, output_dir: str, overrides: list[str]):
     base = [f"data.train_dir={shards}/train", f"data.val_dir={shards}/val",
             f"train.output_dir={output_dir}", "data.batch_size=8", "data.workers=0",
             "data.shuffle_buffer=64", "train.log_every=5", "model.depth=3", "train.checkpoint_every=1000",
@@ -52,7 +52,7 @@ def run_rank(rank: int, world_size: int, port: int, job: dict, result_dir: str) 
 def _train(job: dict) -> dict:
     from scm_dist.engine import Trainer
 
-    cfg = test_config(job["shards"], job["output_dir"], job["overrides"])
+    cfg = make_config(job["shards"], job["output_dir"], job["overrides"])
     stop = StopAfterPolls(job["stop_after"]) if job.get("stop_after") else None
     trainer = Trainer(cfg, stop)
     return trainer.run()
@@ -64,7 +64,7 @@ def _train_and_snapshot_live_model(job: dict) -> dict:
 
     from scm_dist.engine import Trainer
 
-    cfg = test_config(job["shards"], job["output_dir"], job["overrides"])
+    cfg = make_config(job["shards"], job["output_dir"], job["overrides"])
     trainer = Trainer(cfg)
     summary = trainer.run()
     module = trainer.backend.engine.module
@@ -82,4 +82,12 @@ def _train_and_snapshot_live_model(job: dict) -> dict:
     return summary
 
 
-JOBS = {"train": _train, "train_snapshot": _train_and_snapshot_live_model}
+def _evaluate(job: dict) -> dict:
+    from scm_dist.evaluation.run import evaluate
+
+    cfg = make_config(job["shards"], job["output_dir"], job["overrides"])
+    return evaluate(cfg, job["checkpoint"])
+
+
+JOBS = {"train": _train, "train_snapshot": _train_and_snapshot_live_model,
+        "evaluate": _evaluate}

@@ -76,14 +76,14 @@ def test_accelerate_launch_two_processes_really_train_together(synthetic_shards,
 
 def test_bad_inputs_fail_before_work(synthetic_shards, tmp_path):
     from scm_dist.engine import train
-    from engine_workers import test_config
+    from engine_workers import make_config
 
-    cfg = test_config(str(synthetic_shards), str(tmp_path), ["train.global_batch_size=20"])
+    cfg = make_config(str(synthetic_shards), str(tmp_path), ["train.global_batch_size=20"])
     with pytest.raises(ValueError, match="not divisible by data.batch_size x world size"):
         train(cfg)
-    cfg = test_config(str(tmp_path / "missing"), str(tmp_path), [])
+    cfg = make_config(str(tmp_path / "missing"), str(tmp_path), [])
     with pytest.raises(Exception, match="missing"):
         train(cfg)
-    cfg = test_config(str(synthetic_shards), str(tmp_path), ["model.img_size=96"])
+    cfg = make_config(str(synthetic_shards), str(tmp_path), ["model.img_size=96"])
     with pytest.raises(ValueError, match="must equal data.crop_size"):
         train(cfg)
