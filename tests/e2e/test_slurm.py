@@ -97,9 +97,8 @@ def toy_cfg(out: Path, steps: int = 24, *extra: str):
                               "train.checkpoint_every=4", "optim.lr=0.1", *extra])
 
 
-def submit_toy(configs, res=CPU_2_NODES, eval_res=None):
-    return submit(configs, res, train_fn=toy_engine.train, eval_fn=toy_engine.evaluate,
-                  eval_res=eval_res)
+def submit_toy(configs, res=CPU_2_NODES):
+    return submit(configs, res, train_fn=toy_engine.train)
 
 
 def starts(out: Path) -> list[list[str]]:
@@ -108,7 +107,7 @@ def starts(out: Path) -> list[list[str]]:
 
 ENGINE_OVERRIDES = ["data.batch_size=8", "data.workers=0", "data.shuffle_buffer=64",
                     "model.depth=2", "train.epochs=6", "train.checkpoint_every=1000",
-                    "train.log_every=1", "optim.lr_scaling=none", "eval.after_train=false"]
+                    "train.log_every=1", "optim.lr_scaling=none"]
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +118,23 @@ def shards(tmp_path_factory) -> Path:
     return root
 
 
-def engine_overrides(shards: Path, out: Path) -> list[str]:
+def engine_overrides(shards: Path, out: Path, evaluate: bool = False) -> list[str]:
     return [f"data.train_dir={shards}/train", f"data.val_dir={shards}/val",
-            f"train.output_dir={out}", *ENGINE_OVERRIDES]
+            f"train.output_dir={out}", *ENGINE_OVERRIDES,
+            f"eval.after_train={str(evaluate).lower()}", "eval.num_pictures=2"]
 
 
-def engine_cfg(shards: Path, out: Path):
-    return load_config("configs/experiments/synthetic_scm.yaml", engine_overrides(shards, out))
+def engine_cfg(shards: Path, out: Path, evaluate: bool = False):
+    return load_config("configs/experiments/synthetic_scm.yaml",
+                       engine_overrides(shards, out, evaluate))
+
+
+def logged_steps(out: Path) -> int:
+    try:
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        return json.loads(lines[-1])["step"] if lines else 0
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 def final_state(out: Path) -> dict:
@@ -147,9 +156,11 @@ def uninterrupted(shards, tmp_path_factory) -> dict[str, Path]:
     local = subprocess.Popen(
         [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2",
          "--master_port", "29561", "-m", "scm_dist.cli_train", "--config",
-         "configs/experiments/synthetic_scm.yaml", *engine_overrides(shards, root / "local")],
+         "configs/experiments/synthetic_scm.yaml",
+         *engine_overrides(shards, root / "local", evaluate=True)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    (job,) = submit(plan_configs(engine_cfg(shards, root / "slurm"), None, None), CPU_2_NODES)
+    cfg = engine_cfg(shards, root / "slurm", evaluate=True)
+    (job,) = submit(plan_configs(cfg, None, None), CPU_2_NODES)
     wait_for(job.job_id, {"COMPLETED"}, root / "slurm", timeout_s=240)
     _, err = local.communicate(timeout=240)
     assert local.returncode == 0, err[-3000:]
@@ -165,6 +176,13 @@ def test_two_node_job_trains_like_a_local_two_process_run(uninterrupted):
         assert f"[scm-submit rank {rank}/2 job {job_id}] training into {out} " \
                f"(master node1:{port})" in log
     assert_same_weights(final_state(out), final_state(uninterrupted["local"]))
+    slurm, local = (json.loads((uninterrupted[k] / "eval/results.json").read_text())
+                    for k in ("slurm", "local"))
+    assert slurm["world_size"] == local["world_size"] == 2
+    assert slurm["protocols"]["wsol"]  # evaluated after training, in the same job
+    for key in ("checkpoint", "config"):  # they name their own output directories
+        assert slurm.pop(key) != local.pop(key)
+    assert slurm == local
 
 
 def test_usr2_mid_training_checkpoints_requeues_and_ends_with_the_same_weights(
@@ -172,7 +190,7 @@ def test_usr2_mid_training_checkpoints_requeues_and_ends_with_the_same_weights(
     out = tmp_path / "run"
     (job,) = submit(plan_configs(engine_cfg(shards, out), None, None), CPU_2_NODES)
     deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+    while logged_steps(out) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
     wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=240)
@@ -180,8 +198,34 @@ def test_usr2_mid_training_checkpoints_requeues_and_ends_with_the_same_weights(
     log = (out / "slurm" / job.job_id / f"{job.job_id}_0_log.err").read_text()
     assert "caught SIGUSR2" in log and "job requeued" in log
     resumed = re.search(r"resumed from \S+ at step (\d+)", log)
-    assert resumed and 0 < int(resumed.group(1)) < 48, log[-3000:]  # stopped mid-training
+    assert resumed and 5 <= int(resumed.group(1)) < 48, log[-3000:]  # stopped mid-training
     assert_same_weights(final_state(out), final_state(uninterrupted["slurm"]))
+
+
+def test_cli_eval_after_runs_a_dependent_evaluation_with_its_own_resources(
+        shards, uninterrupted, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = scm_submit(["--config", "configs/experiments/synthetic_scm.yaml", "--nodes", "2",
+                     "--tasks-per-node", "1", "--time", "10", "--eval-after",
+                     "--eval-nodes", "1", "--eval-tasks-per-node", "1",
+                     *engine_overrides(shards, out, evaluate=True)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    train_id, eval_id = re.findall(r"submitted (?:train|eval) job (\d+)", printed)
+    assert f"stdout {out}/slurm/{train_id}/{train_id}_0_log.out" in printed
+    assert job_field(eval_id, "Dependency") in {f"afterok:{train_id}(unfulfilled)", "(null)"}
+    wait_for(eval_id, {"COMPLETED"}, tmp_path, timeout_s=240)
+    assert job_field(eval_id, "StartTime") >= job_field(train_id, "EndTime")
+    assert (job_field(train_id, "NumNodes"), job_field(eval_id, "NumNodes")) == ("2", "1")
+    train_log = (out / "slurm" / train_id / f"{train_id}_0_log.err").read_text()
+    assert "results:" not in train_log  # training did not evaluate as well
+    assert_same_weights(final_state(out), final_state(uninterrupted["slurm"]))
+    mine, reference = (json.loads((d / "eval/results.json").read_text())
+                       for d in (out, uninterrupted["slurm"]))
+    assert (mine["world_size"], reference["world_size"]) == (1, 2)
+    for key in ("checkpoint", "config", "world_size"):
+        mine.pop(key), reference.pop(key)
+    assert mine == reference  # exact evaluation: one process agrees with two
 
 
 def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
@@ -197,6 +241,22 @@ def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
     wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
     first, second = starts(out)
     assert int(second[0]) % 4 == 0 and 8 <= int(second[0]) < 60  # a periodic checkpoint
+    assert json.loads((out / "results.json").read_text())["weights"] == \
+        toy_engine.reference_weights(cfg, 2)
+
+
+def test_scontrol_requeue_checkpoints_on_sigterm_and_slurm_restarts_the_job(tmp_path):
+    out = tmp_path / "run"
+    cfg = toy_cfg(out, 60, "train.checkpoint_every=1000")  # only the stop writes one
+    (job,) = submit_toy(plan_configs(cfg, None, None))
+    wait_progress(out, 10)
+    subprocess.run(["scontrol", "requeue", job.job_id], check=True)
+    wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
+    assert job_field(job.job_id, "Restarts") == "1"
+    first, second = starts(out)
+    assert 10 <= int(second[0]) < 60 and second[1] == "1"  # resumed where SIGTERM stopped it
+    log = (out / "slurm" / job.job_id / f"{job.job_id}_0_log.err").read_text()
+    assert "exiting (signals: ['SIGTERM'])" in log and "job requeued" not in log
     assert json.loads((out / "results.json").read_text())["weights"] == \
         toy_engine.reference_weights(cfg, 2)
 
@@ -220,21 +280,6 @@ def test_array_job_writes_one_result_dir_per_sweep_value(tmp_path):
             toy_engine.reference_weights(cfg, 1)
 
 
-def test_eval_after_runs_as_a_dependent_job_once_training_succeeded(tmp_path):
-    out = tmp_path / "run"
-    cfg = toy_cfg(out, 8)
-    train_job, eval_job = submit_toy(plan_configs(cfg, None, None), CPU_2_NODES,
-                                     Resources(nodes=1, tasks_per_node=1, time_min=5))
-    assert eval_job.kind == "eval"
-    assert job_field(eval_job.job_id, "Dependency") in {f"afterok:{train_job.job_id}(unfulfilled)",
-                                                         "(null)"}
-    wait_for(eval_job.job_id, {"COMPLETED"}, tmp_path)
-    assert job_field(eval_job.job_id, "NumNodes") == "1"
-    evaluation = json.loads((out / "eval.json").read_text())
-    assert evaluation["step"] == 8
-    assert job_field(eval_job.job_id, "StartTime") >= job_field(train_job.job_id, "EndTime")
-
-
 def test_unknown_partition_shows_slurms_message(tmp_path, capsys):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(f"train:\n  output_dir: {tmp_path / 'run'}\n")
@@ -247,8 +292,7 @@ def test_a_crashing_rank_ends_the_job_and_cancels_its_evaluation(tmp_path):
     cfg = toy_cfg(tmp_path / "run", 8)
     train_job, eval_job = submit(plan_configs(cfg, None, None), CPU_2_NODES,
                                  eval_res=Resources(nodes=1, tasks_per_node=1, time_min=5),
-                                 train_fn=toy_engine.train_failing_on_rank1,
-                                 eval_fn=toy_engine.evaluate)
+                                 train_fn=toy_engine.train_failing_on_rank1)
     wait_for(train_job.job_id, {"FAILED"}, tmp_path, timeout_s=60)  # rank 0 is not left hanging
     assert "rank 1 crashed" in (tmp_path / "run/slurm" / train_job.job_id /
                                 f"{train_job.job_id}_1_log.err").read_text()
