@@ -44,7 +44,10 @@ def _pid_alive(pid_file: Path) -> int | None:
     """The pid written in ``pid_file`` when that process still runs, else None."""
     try:
         pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, 0)
+        try:
+            os.kill(pid, 0)
+        except PermissionError:
+            return pid  # alive, started by root; we may only look
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError, IndexError):
         return None
@@ -124,6 +127,8 @@ class LocalSlurm:
         stopped = []
         order = [f"slurmd-{n}" for n in NODES] + ["slurmctld", "munged"]
         files = self._pid_files()
+        if _pid_alive(files["slurmctld"]) is not None:
+            self._cancel_all_jobs(timeout_s)  # job steps would outlive their slurmd
         for name in order:
             pid = _pid_alive(files[name])
             if pid is None:
@@ -138,6 +143,20 @@ class LocalSlurm:
         return stopped
 
     # helpers -------------------------------------------------------------------------
+    def _squeue_ids(self) -> list[str]:
+        out = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
+                             env=self.client_env(), timeout=30)
+        return out.stdout.split()
+
+    def _cancel_all_jobs(self, timeout_s: float) -> None:
+        jobs = self._squeue_ids()
+        if not jobs:
+            return
+        subprocess.run(["scancel", *jobs], capture_output=True, env=self.client_env())
+        deadline = time.monotonic() + timeout_s
+        while self._squeue_ids() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def _ensure_hosts(self) -> None:
         """node1/node2 must resolve (slurmd looks its own name up); add them to /etc/hosts."""
         unresolved = []

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from data_shards.cli import main as shards_main
 from launch.cli import main as scm_submit
 from launch.local_slurm import LocalSlurm, missing_binaries
 from launch.slurm import Resources, plan_configs, submit
+from launch.sweep import load_sweep
 from scm_dist.config import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "launch"))
@@ -38,24 +40,23 @@ CPU_2_NODES = Resources(nodes=2, tasks_per_node=1, time_min=10)
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     """The local cluster, up for this module; SLURM_CONF points the clients at it."""
-    missing = missing_binaries()
-    if missing and os.geteuid() != 0:
-        pytest.skip(f"no local SLURM possible: not root and missing {', '.join(missing)}")
-    if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (slurmd runs jobs as their user)")
     local = LocalSlurm()
-    was_up = all(local.running().values())
-    local.up()
+    was_up = all(local.running().values())  # e.g. `make slurm-up` before the tests
+    missing = missing_binaries()
+    if not was_up and missing and os.geteuid() != 0:
+        pytest.skip(f"no SLURM here (missing {', '.join(missing)}) and not root to start "
+                    "one: install slurm-wlm and munge, then `sudo make slurm-up`")
+    if not was_up:
+        local.up()  # a clear LocalSlurmError when it cannot
     # sbatch exports the submitter's environment: one thread per task everywhere, so the
     # SLURM runs and the local run below do the same arithmetic
     patch = pytest.MonkeyPatch()
     patch.setenv("SLURM_CONF", str(local.conf))
     patch.setenv("OMP_NUM_THREADS", "1")
     yield local
-    subprocess.run(["scancel", "--user", "root"], capture_output=True)
     patch.undo()
     if not was_up:
-        local.down()
+        local.down()  # also ends any job a failed test left running
 
 
 def job_field(job_id: str, field: str) -> str:
@@ -129,6 +130,12 @@ def engine_cfg(shards: Path, out: Path, evaluate: bool = False):
                        engine_overrides(shards, out, evaluate))
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def logged_steps(out: Path) -> int:
     try:
         lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -155,7 +162,7 @@ def uninterrupted(shards, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("uninterrupted")
     local = subprocess.Popen(
         [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2",
-         "--master_port", "29561", "-m", "scm_dist.cli_train", "--config",
+         "--master_port", str(free_port()), "-m", "scm_dist.cli_train", "--config",
          "configs/experiments/synthetic_scm.yaml",
          *engine_overrides(shards, root / "local", evaluate=True)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -265,7 +272,6 @@ def test_array_job_writes_one_result_dir_per_sweep_value(tmp_path):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("optim.lr: [0.05, 0.2]\n")
     base = toy_cfg(tmp_path / "sweep", 8)
-    from launch.sweep import load_sweep
     configs = plan_configs(base, load_sweep(sweep),
                            lambda extra: toy_cfg(tmp_path / "sweep", 8, *extra))
     jobs = submit_toy(configs, Resources(nodes=1, tasks_per_node=1, time_min=10))
