@@ -49,7 +49,8 @@ def check_scoremaps(scoremaps: Any) -> np.ndarray:
 
 
 def check_boxes(gt_boxes: Sequence[Any], count: int) -> list[np.ndarray]:
-    """GT boxes: one (n_i >= 1, 4) array of integer x0, y0, x1, y1 per image."""
+    """GT boxes: one (n_i >= 1, 4) array of x0, y0, x1, y1 per image, as int64 pixel
+    boxes (fractional coordinates are truncated, like the reference's ``int()``)."""
     if isinstance(gt_boxes, np.ndarray) and gt_boxes.ndim == 3:
         gt_boxes = list(gt_boxes)
     if len(gt_boxes) != count:
@@ -67,19 +68,18 @@ def check_boxes(gt_boxes: Sequence[Any], count: int) -> list[np.ndarray]:
             raise ValueError(f"gt_boxes[{index}] is empty: every image needs at least one "
                              "GT box (drop images without boxes before evaluating)")
         check_finite(boxes.astype(np.float64), f"gt_boxes[{index}]")
-        if not np.array_equal(boxes, np.round(boxes)):
-            raise ValueError(f"gt_boxes[{index}] must hold integer pixel coordinates, "
-                             f"got {boxes.tolist()}; round them in the eval frame first")
-        boxes = boxes.astype(np.int64)
+        if (boxes < 0).any():
+            row = int(np.flatnonzero((boxes < 0).any(axis=1))[0])
+            raise ValueError(f"gt_boxes[{index}][{row}] = {boxes[row].tolist()} has a negative "
+                             "coordinate")
+        # pixel boxes: fractional coordinates are truncated, as the reference's
+        # resize_bbox does with int()
+        boxes = np.trunc(boxes).astype(np.int64)
         inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
         if inverted.any():
             row = int(np.flatnonzero(inverted)[0])
             raise ValueError(f"gt_boxes[{index}][{row}] = {boxes[row].tolist()} has x1 < x0 or "
                              "y1 < y0; boxes are x0, y0, x1, y1")
-        if (boxes < 0).any():
-            row = int(np.flatnonzero((boxes < 0).any(axis=1))[0])
-            raise ValueError(f"gt_boxes[{index}][{row}] = {boxes[row].tolist()} has a negative "
-                             "coordinate")
         checked.append(np.ascontiguousarray(boxes))
     return checked
 

@@ -61,6 +61,15 @@ def test_map_touching_the_border():
     assert meter.compute()["mean"] == 100.0
 
 
+def test_fractional_gt_boxes_are_truncated_to_pixels():
+    exact = BoxAccuracy((100,))
+    exact.update(two_blobs()[None], [np.array([[2, 2, 6, 6]])])
+    fractional = BoxAccuracy((100,))
+    fractional.update(two_blobs()[None], [np.array([[2.7, 2.2, 6.9, 6.5]], np.float32)])
+    np.testing.assert_array_equal(fractional.counts(), exact.counts())
+    assert exact.compute()["mean"] == 100.0
+
+
 def test_best_gt_box_counts():
     meter = BoxAccuracy((100,))
     meter.update(two_blobs()[None], [np.array([[0, 0, 1, 1], [12, 10, 20, 16]])])
@@ -114,7 +123,8 @@ def test_worker_processes_give_the_same_counts():
     (np.zeros((1, 4, 4), np.float32), [np.array([[3, 0, 1, 1]])], "x1 < x0"),
     (np.zeros((1, 4, 4), np.float32), [np.zeros((0, 4))], "empty"),
     (np.zeros((2, 4, 4), np.float32), [np.array([[0, 0, 1, 1]])], "1 GT box lists for 2"),
-    (np.zeros((1, 4, 4), np.float32), [np.array([[0.5, 0, 1, 1]])], "integer"),
+    (np.zeros((1, 4, 4), np.float32), [np.array([[-1, 0, 1, 1]])], "negative"),
+    (np.zeros((1, 4, 4), np.float32), [np.array([[0, np.inf, 1, 1]])], "non-finite"),
     (np.zeros((1, 4, 4), np.float32), [np.array([[0, 0, 1]])], r"\(n, 4\)"),
 ])
 def test_bad_input_is_refused_with_a_clear_error(maps, boxes, message):
