@@ -8,7 +8,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import cv2
 import torch
 
 log = logging.getLogger(__name__)
@@ -28,13 +27,6 @@ class EvalBatch:
 
     def __len__(self) -> int:
         return len(self.keys)
-
-
-def worker_init(_: int) -> None:
-    """DataLoader workers: one thread each for OpenCV and torch (the workers are the
-    parallelism)."""
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 def loader_workers(workers: int) -> int:

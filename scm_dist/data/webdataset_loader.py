@@ -23,7 +23,7 @@ from data_shards.schema import (FORMAT_WEBDATASET, WDS_IMAGE_KEY, WDS_INFO_KEY, 
                                 boxes_array, decode_sample_json)
 from scm_dist.config import DataConfig
 
-from .base import EvalBatch, TrainLoader, loader_workers, worker_init
+from .base import EvalBatch, TrainLoader, loader_workers
 from .shards import ShardError, ShardSet, open_shards
 from .split import (Segment, balanced_range, batches_done, logical_worker, segments,
                     worker_batches)
@@ -42,7 +42,9 @@ def _member(sample: dict[str, Any], name: str) -> bytes:
 
 
 def _data_loader(dataset: IterableDataset, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=None, num_workers=workers, worker_init_fn=worker_init,
+    # no cv2.setNumThreads in the workers: after a fork it waits forever on the thread pool
+    # the parent's OpenCV calls left behind (cv2 calls themselves are fork-safe)
+    return DataLoader(dataset, batch_size=None, num_workers=workers,
                       prefetch_factor=PREFETCH_BATCHES if workers else None)
 
 

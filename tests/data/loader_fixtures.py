@@ -145,3 +145,44 @@ def write_folder(directory: Path, samples: list[Sample]) -> None:
         path = directory / s.info.class_name / f"{s.info.key}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+
+
+def convert_split(out: Path, count: int, shard_size_mb: float, split: str = "val") -> tuple[Path, list[Sample]]:
+    """The samples as an image folder (lossless-ish JPEG q100 4:4:4) with a boxes CSV,
+    converted to both formats by data_shards itself. Returns the split directory and the
+    samples indexed by their ``sample_id``, their info as the shards' json states it."""
+    import tarfile
+
+    from data_shards.convert import ConvertOptions, convert_listing
+    from data_shards.schema import decode_sample_json
+    from data_shards.sources.folder import list_folder
+
+    source = out / "source"
+    params = [cv2.IMWRITE_JPEG_QUALITY, 100, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+              cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    by_source = {}
+    rows = ["path,x0,y0,x1,y1"]
+    for s in make_samples(count, split=split):
+        rel = f"{s.info.class_name}/{s.info.key}.jpg"
+        (source / s.info.class_name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(source / rel), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR), params)
+        rows += [f"{rel},{','.join(str(v) for v in box)}" for box in s.info.boxes]
+        by_source[rel] = s
+    (out / "boxes.csv").write_text("\n".join(rows) + "\n")
+    listing = list_folder(source, split, out / "boxes.csv")
+    convert_listing(listing, out / "shards", ConvertOptions(shard_size_mb=shard_size_mb), {})
+    directory = out / "shards" / split
+    infos = []
+    for tar in sorted(directory.glob("*.tar")):
+        with tarfile.open(tar) as f:
+            infos += [decode_sample_json(f.extractfile(m).read()) for m in f.getmembers()
+                      if m.name.endswith(".json")]
+    samples = []
+    for info in sorted(infos, key=lambda i: i.sample_id):
+        mine = by_source[info.source]
+        assert (info.label, info.boxes, info.width, info.height) == (
+            mine.info.label, tuple(tuple(float(v) for v in b) for b in mine.info.boxes),
+            mine.info.width, mine.info.height)
+        samples.append(Sample(info, mine.image))
+    assert [s.info.sample_id for s in samples] == list(range(count))
+    return directory, samples

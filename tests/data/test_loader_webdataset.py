@@ -178,3 +178,4 @@ def test_corrupt_samples_stop_or_are_skipped_and_counted(tmp_path, caplog):
     assert "skipped 1 undecodable" in caplog.text
     with pytest.raises(ShardError, match="val_00005.*not a decodable image"):
         list(build_eval_loader(small_config(directory, "webdataset")))
+

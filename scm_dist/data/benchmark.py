@@ -1,0 +1,151 @@
+"""Loader benchmark: train images/s at 224 px (decode + augment + collate + normalise) for
+the WebDataset loader, the FFCV loader and the image-folder baseline, on the same JPEGs,
+with the same number of workers, in one run; ratios to the baseline.
+
+Input: ``--images`` JPEGs (quality 90) at the real sizes of the first ImageNet val images
+(wsolevaluation metadata), textured so that they compress like photos (about 100 KB at
+500 x 375); written as an image folder, converted by data_shards to both shard formats
+(the shards carry the same JPEG bytes). Each loader runs one warm-up batch (FFCV compiles
+its pipeline there), then one full timed epoch.
+
+Wired as ``python -m scm_dist.bench loaders --json``; ``run(args)`` returns the JSON dict.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data_shards.convert import ConvertOptions, convert_listing
+from data_shards.images import encode_jpeg
+from data_shards.sources.folder import list_folder
+from scm_dist.config import DataConfig
+
+from .build import build_train_loader
+
+SIZES_FILE = Path("/work/shared/data/wsol_metadata/ILSVRC/test/image_sizes.txt")
+FALLBACK_SIZE = (500, 375)  # the most common ImageNet size
+FORMATS = ("folder", "webdataset", "ffcv")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench loaders", description=__doc__)
+    p.add_argument("--images", type=int, default=1024, help="JPEGs in the benchmark set")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="loader workers (processes; FFCV: threads), the same for every loader")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--size", type=int, default=224, help="crop size; resize is size * 256 / 224")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--sizes", type=Path, default=SIZES_FILE, help="wsol image_sizes.txt")
+    p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: temporary)")
+    p.add_argument("--gpu-img-s", type=float, default=1250.0,
+                   help="assumed training speed of one GPU (DeiT-S bf16, A100 class)")
+    p.add_argument("--gpus", type=int, default=8)
+    return p
+
+
+def _real_sizes(path: Path, count: int) -> list[tuple[int, int]]:
+    if not path.is_file():
+        return [FALLBACK_SIZE] * count
+    sizes = [tuple(int(v) for v in line.split(",")[1:3])
+             for line in path.read_text().splitlines()[:count]]
+    return (sizes * (count // max(len(sizes), 1) + 1))[:count]
+
+
+def _photo_like(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Smooth colour regions, edges and fine texture: JPEG sizes close to real photos."""
+    field = cv2.resize(rng.random((6, 8, 3), dtype=np.float32) * 255, (width, height),
+                       interpolation=cv2.INTER_CUBIC)
+    texture = cv2.GaussianBlur(rng.normal(0, 28, (height, width, 3)).astype(np.float32), (0, 0), 0.8)
+    image = np.clip(field + texture, 0, 255).astype(np.uint8)
+    for _ in range(6):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(10, width // 3)), int(rng.integers(10, height // 3)))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    return image
+
+
+def _write_images(root: Path, sizes: list[tuple[int, int]], classes: int) -> int:
+    rng = np.random.default_rng(0)
+    total = 0
+    for i, (width, height) in enumerate(tqdm(sizes, desc="benchmark images", leave=False)):
+        folder = root / f"class{i % classes:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = encode_jpeg(_photo_like(width, height, rng), 90)
+        (folder / f"img{i:06d}.jpg").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def _convert(root: Path, out: Path) -> Path:
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        convert_listing(list_folder(root, "train"), out, ConvertOptions(workers=2), {})
+    return out / "train"
+
+
+def _measure(cfg: DataConfig) -> dict:
+    loader = build_train_loader(cfg, rank=0, world_size=1, seed=0)
+    start = time.perf_counter()
+    loader.set_epoch(0)
+    next(iter(loader))
+    warmup = time.perf_counter() - start
+    loader.set_epoch(1)
+    images, start = 0, time.perf_counter()
+    for batch, _ in loader:
+        images += len(batch)
+    seconds = time.perf_counter() - start
+    return {"images": images, "seconds": round(seconds, 2),
+            "images_per_s": round(images / seconds, 1),
+            "images_per_s_per_worker": round(images / seconds / max(cfg.workers, 1), 1),
+            "warmup_seconds": round(warmup, 2)}
+
+
+def run(args: list[str]) -> dict:
+    """Run the benchmark; returns a JSON-ready dict."""
+    opts = _parser().parse_args(args)
+    logging.getLogger("data_shards").setLevel(logging.WARNING)
+    work = opts.workdir or Path(tempfile.mkdtemp(prefix="bench-loaders-"))
+    try:
+        root = work / "folder"
+        source_bytes = _write_images(root, _real_sizes(opts.sizes, opts.images), opts.classes)
+        shards = _convert(root, work / "shards")
+        base = dict(resize_size=opts.size * 256 // 224, crop_size=opts.size,
+                    batch_size=opts.batch_size, workers=opts.workers, shuffle_buffer=1000,
+                    ffcv_order="random", ffcv_os_cache=True)
+        runs = {fmt: _measure(DataConfig(train_dir=str(root if fmt == "folder" else shards),
+                                         format=fmt, **base))
+                for fmt in FORMATS}
+        baseline = runs["folder"]["images_per_s"]
+        best = max(runs[f]["images_per_s_per_worker"] for f in FORMATS)
+        node_need = opts.gpus * opts.gpu_img_s
+        return {
+            "input": {"images": opts.images, "source_bytes_per_image": source_bytes // opts.images,
+                      "sizes": "real ImageNet val sizes (first N), generated photo-like JPEG q90"},
+            "settings": {"crop": opts.size, "resize": base["resize_size"],
+                         "batch_size": opts.batch_size, "workers": opts.workers,
+                         "cpu_count": os.cpu_count()},
+            "runs": runs,
+            "ratio_to_folder_baseline": {f: round(runs[f]["images_per_s"] / baseline, 2)
+                                         for f in FORMATS},
+            "deit_s_8gpu_node": {
+                "assumed_images_per_s_per_gpu": opts.gpu_img_s, "gpus": opts.gpus,
+                "node_images_per_s_needed": node_need,
+                "loader_cores_needed": {f: round(node_need / runs[f]["images_per_s_per_worker"], 1)
+                                        for f in FORMATS},
+                "note": "cores = node need / measured images/s per worker; per-worker figures "
+                        f"from this machine; best per worker here: {best} img/s",
+            },
+        }
+    finally:
+        if opts.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
