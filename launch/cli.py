@@ -1,7 +1,6 @@
 """``scm-submit``: train (and evaluate) an experiment config on SLURM.
 
-    scm-submit --config configs/experiments/x.yaml --nodes 2 --gpus-per-node 8 \
-        --partition gpu --time 1440 optim.lr=1e-4
+    scm-submit --config x.yaml --nodes 2 --gpus-per-node 8 --time 1440 optim.lr=1e-4
     scm-submit --config x.yaml --nodes 2 --tasks-per-node 1 --dry-run     # CPU nodes
     scm-submit --config x.yaml --nodes 1 --gpus-per-node 4 --array sweep.yaml --eval-after
 """
