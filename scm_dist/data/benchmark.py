@@ -133,7 +133,8 @@ def run(args: list[str]) -> dict:
                       "sizes": "real ImageNet val sizes (first N), generated photo-like JPEG q90"},
             "settings": {"crop": opts.size, "resize": base["resize_size"],
                          "batch_size": opts.batch_size, "workers": opts.workers,
-                         "cpu_count": os.cpu_count()},
+                         "cpu_count": os.cpu_count(),
+                         "load_average_1min_after": round(os.getloadavg()[0], 2)},
             "runs": runs,
             "ratio_to_folder_baseline": {f: round(runs[f]["images_per_s"] / baseline, 2)
                                          for f in FORMATS},

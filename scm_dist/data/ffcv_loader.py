@@ -17,13 +17,18 @@ rank ``r`` takes block ``r`` of ``steps_per_epoch * batch_size`` samples of that
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from ffcv.fields.decoders import IntDecoder, NDArrayDecoder
-from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder
+from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
+from ffcv.libffcv import imdecode
 from ffcv.loader import Loader
+from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
+from ffcv.pipeline.state import State
 from ffcv.traversal_order.base import TraversalOrder
 from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -42,34 +47,77 @@ ORDERS = ("random", "quasi_random")
 BATCHES_AHEAD = 3
 
 
-def _resized_frame_crop(height, width, sizes, _unused):  # numba-compiled by FFCV
-    """The source window that becomes a uniform ``crop`` window after resizing to
-    ``resize x resize``: (row, column, height, width) in source pixels."""
-    resize, crop = sizes[0], sizes[1]
-    top = np.random.randint(0, int(resize - crop) + 1)
-    left = np.random.randint(0, int(resize - crop) + 1)
-    row, col = int(top * height / resize), int(left * width / resize)
-    rows = max(1, min(int(round(crop * height / resize)), int(height) - row))
-    cols = max(1, min(int(round(crop * width / resize)), int(width) - col))
-    return row, col, rows, cols
+def bilinear_window(src: np.ndarray, dst: np.ndarray, top: int, left: int, frame: int) -> None:
+    """``dst`` = the window at (top, left) of ``src`` resized to ``frame x frame`` bilinearly
+    (pixel centres aligned, borders replicated: OpenCV's INTER_LINEAR), computed for the
+    window's pixels only. Numba-compiled inside the FFCV pipeline."""
+    height, width = src.shape[0], src.shape[1]
+    scale_y, scale_x = height / frame, width / frame
+    cols = np.empty(dst.shape[1], dtype=np.int64)
+    col_weights = np.empty(dst.shape[1], dtype=np.float32)
+    for x in range(dst.shape[1]):
+        fx = min(max((left + x + 0.5) * scale_x - 0.5, 0.0), width - 1.0)
+        cols[x] = int(fx)
+        col_weights[x] = fx - cols[x]
+    for y in range(dst.shape[0]):
+        fy = min(max((top + y + 0.5) * scale_y - 0.5, 0.0), height - 1.0)
+        y0 = int(fy)
+        y1 = min(y0 + 1, height - 1)
+        wy = np.float32(fy - y0)
+        for x in range(dst.shape[1]):
+            x0 = cols[x]
+            x1 = min(x0 + 1, width - 1)
+            wx = col_weights[x]
+            for c in range(3):
+                upper = src[y0, x0, c] * (1 - wx) + src[y0, x1, c] * wx
+                lower = src[y1, x0, c] * (1 - wx) + src[y1, x1, c] * wx
+                dst[y, x, c] = np.uint8(min(upper * (1 - wy) + lower * wy + 0.5, 255.0))
 
 
-def _full_frame(height, width, _sizes, _unused):  # numba-compiled by FFCV
-    return 0, 0, int(height), int(width)
+class _ResizedFrameDecoder(SimpleRGBImageDecoder):
+    """JPEG decode, then the ``output x output`` window of the image resized to ``frame x
+    frame``: a uniform random window for training (``frame > output``), the whole frame
+    for eval (``frame == output``). The same geometry and interpolation as
+    :mod:`scm_dist.data.transforms`, without materialising the resized frame."""
 
+    def __init__(self, output: int, frame: int) -> None:
+        super().__init__()
+        self.output, self.frame = output, frame
 
-class _CropResizeDecoder(ResizedCropRGBImageDecoder):
-    """JPEG decode, then a window of the source resized to ``output`` x ``output``."""
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple]:
+        largest = int(self.metadata["width"].max()) * int(self.metadata["height"].max()) * 3
+        shape = (self.output, self.output, 3)
+        return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<u1")),
+                (AllocationQuery(shape, np.dtype("<u1")),
+                 AllocationQuery((largest,), np.dtype("<u1"))))
 
-    def __init__(self, output: int, window: Callable, resize: int = 0) -> None:
-        super().__init__((output, output))
-        self.scale = np.array([resize, output], dtype=np.float64)
-        self.ratio = np.zeros(1)
-        self._window = window
+    def generate_code(self) -> Callable:
+        mem_read, jpg = self.memory_read, IMAGE_MODES["jpg"]
+        my_range = Compiler.get_iterator()
+        imdecode_c = Compiler.compile(imdecode)
+        window_c = Compiler.compile(bilinear_window)
+        frame, spare = self.frame, self.frame - self.output
 
-    @property
-    def get_crop_generator(self) -> Callable:
-        return self._window
+        def decode(batch_indices, my_storage, metadata, storage_state):
+            destination, temp_storage = my_storage
+            for dst_ix in my_range(len(batch_indices)):
+                field = metadata[batch_indices[dst_ix]]
+                image_data = mem_read(field["data_ptr"], storage_state)
+                height, width = np.uint32(field["height"]), np.uint32(field["width"])
+                if field["mode"] == jpg:
+                    pixels = temp_storage[dst_ix]
+                    imdecode_c(image_data, pixels, height, width, height, width, 0, 0, 1, 1,
+                               False, False)
+                    pixels = pixels[:3 * height * width].reshape(height, width, 3)
+                else:
+                    pixels = image_data.reshape(height, width, 3)
+                top = np.random.randint(0, spare + 1)
+                left = np.random.randint(0, spare + 1)
+                window_c(pixels, destination[dst_ix], top, left, frame)
+            return destination[:len(batch_indices)]
+
+        decode.is_parallel = True
+        return decode
 
 
 class _RankOrder(TraversalOrder):
@@ -160,8 +208,7 @@ class FFCVTrainLoader(TrainLoader):
             seed=seed, drop_last=True, batches_ahead=BATCHES_AHEAD,
             pipelines={
                 **_disabled(FFCV_IMAGE, FFCV_LABEL, FFCV_SAMPLE_ID),
-                FFCV_IMAGE: [_CropResizeDecoder(cfg.crop_size, _resized_frame_crop,
-                                                cfg.resize_size),
+                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.crop_size, cfg.resize_size),
                              RandomHorizontalFlip(), _normalize_op(), ToTensor(),
                              ToTorchImage(channels_last=False)],
                 FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline()}))
@@ -207,7 +254,7 @@ class FFCVEvalLoader:
             num_workers=max(cfg.workers, 1), os_cache=cfg.ffcv_os_cache,
             order=_RankOrder(lambda _: indices), drop_last=False, batches_ahead=BATCHES_AHEAD,
             pipelines={
-                FFCV_IMAGE: [_CropResizeDecoder(cfg.eval_size, _full_frame), _normalize_op(),
+                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.eval_size, cfg.eval_size), _normalize_op(),
                              ToTensor(), ToTorchImage(channels_last=False)],
                 FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline(),
                 FFCV_NUM_BOXES: _int_pipeline(), FFCV_WIDTH: _int_pipeline(),

@@ -1,6 +1,7 @@
-"""Tiny real shards for the loader tests, written by the real webdataset and ffcv writers
-following data_shards.schema: every image is a noisy background with one bright red
-rectangle, the sample's box (so tests can see where the object went)."""
+"""Tiny real splits for the loader tests: every image is a noisy background with one bright
+red rectangle, the sample's box (so tests can see where the object went). Splits are
+converted by data_shards itself; only damaged shards are written here directly, with
+webdataset's TarWriter following data_shards.schema."""
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +13,9 @@ import cv2
 import numpy as np
 
 from scm_dist.config import DataConfig
-from data_shards.schema import (FFCV_FIELDS, FORMAT_FFCV, FORMAT_WEBDATASET, MANIFEST_NAME,
-                                MAX_BOXES, SCHEMA_VERSION, WDS_IMAGE_KEY, WDS_INFO_KEY,
-                                WDS_LABEL_KEY, Manifest, SampleInfo, ShardEntry, ffcv_file_name,
-                                pad_boxes, wds_shard_name)
+from data_shards.schema import (FORMAT_WEBDATASET, MANIFEST_NAME, MAX_BOXES, SCHEMA_VERSION,
+                                WDS_IMAGE_KEY, WDS_INFO_KEY, WDS_LABEL_KEY, Manifest, SampleInfo,
+                                ShardEntry, wds_shard_name)
 
 SIZES = ((64, 48), (80, 60), (50, 70), (96, 96))  # (width, height)
 RED = (255, 0, 0)
@@ -84,48 +84,18 @@ def write_webdataset(directory: Path, samples: list[Sample], shard_size: int, sp
     return entries
 
 
-class _FFCVRows:
-    def __init__(self, samples: list[Sample]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple:
-        info = self.samples[i].info
-        boxes, count = pad_boxes(np.asarray(info.boxes), MAX_BOXES)
-        return (self.samples[i].image, info.label, boxes, count, info.width, info.height,
-                info.sample_id)
-
-
-def write_ffcv(directory: Path, samples: list[Sample], split: str) -> ShardEntry:
-    from ffcv.fields import IntField, NDArrayField, RGBImageField
-    from ffcv.writer import DatasetWriter
-
-    path = directory / ffcv_file_name(split)
-    fields = dict(zip(FFCV_FIELDS, (RGBImageField(write_mode="raw"), IntField(),
-                                    NDArrayField(np.dtype("float32"), (MAX_BOXES, 4)),
-                                    IntField(), IntField(), IntField(), IntField())))
-    DatasetWriter(str(path), fields, num_workers=1).from_indexed_dataset(_FFCVRows(samples))
-    return _entry(path, FORMAT_FFCV, len(samples))
-
-
 def write_split(directory: Path, count: int, shard_size: int = 7, split: str = "val",
-                formats: tuple[str, ...] = (FORMAT_WEBDATASET, FORMAT_FFCV),
                 num_classes: int = 3, corrupt: frozenset[int] = frozenset()) -> list[Sample]:
-    """A split directory with its manifest; returns the samples written."""
+    """A WebDataset-only split written directly (damaged samples cannot come out of
+    data_shards, which skips them); returns the samples written."""
     directory.mkdir(parents=True, exist_ok=True)
     samples = make_samples(count, num_classes, split)
-    entries = []
-    if FORMAT_WEBDATASET in formats:
-        entries += write_webdataset(directory, samples, shard_size, split, corrupt)
-    if FORMAT_FFCV in formats:
-        entries.append(write_ffcv(directory, samples, split))
+    entries = write_webdataset(directory, samples, shard_size, split, corrupt)
     manifest = Manifest(
-        schema_version=SCHEMA_VERSION, source="synthetic", split=split, formats=formats,
-        classes=tuple(f"class{c}" for c in range(num_classes)), max_boxes=MAX_BOXES,
-        shards=tuple(entries), total_samples=count, total_boxes=count, images_in=count,
-        boxes_clipped=0, skipped=())
+        schema_version=SCHEMA_VERSION, source="synthetic", split=split,
+        formats=(FORMAT_WEBDATASET,), classes=tuple(f"class{c}" for c in range(num_classes)),
+        max_boxes=MAX_BOXES, shards=tuple(entries), total_samples=count, total_boxes=count,
+        images_in=count, boxes_clipped=0, skipped=())
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict()))
     return samples
 

@@ -9,7 +9,7 @@ import torch
 from loader_fixtures import small_config
 from scm_dist.data import ShardError, build_eval_loader, build_train_loader
 from scm_dist.data.ffcv_loader import quasi_random_order
-from scm_dist.data.transforms import rescale_boxes
+from scm_dist.data.transforms import eval_transform, rescale_boxes
 
 # numba's dispatcher finalizer raises a harmless KeyError when FFCV's compiled code is freed
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -44,6 +44,9 @@ def test_eval_covers_every_sample_once_with_boxes_in_the_eval_frame(split40):
                 boxes.numpy(), rescale_boxes(np.array(info.boxes), info.width, info.height, 56),
                 rtol=1e-6)
             red = ((image * std + mean) * 255)
+            # the same picture the WebDataset path makes (bilinear resize of the source)
+            reference = eval_transform(samples[sid].image, 56).float()
+            assert (red - reference).abs().mean() < 2.0
             ys, xs = torch.nonzero((red[0] > 200) & (red[1] < 60), as_tuple=True)
             x0, y0, x1, y1 = boxes[0].tolist()
             assert x0 - 1 <= xs.min() and xs.max() <= x1 + 1

@@ -165,7 +165,7 @@ def test_manifest_count_mismatch_names_the_shard(split10, tmp_path, claimed, mes
 
 def test_corrupt_samples_stop_or_are_skipped_and_counted(tmp_path, caplog):
     directory = tmp_path / "corrupt"
-    write_split(directory, 12, shard_size=4, formats=("webdataset",), corrupt=frozenset({5}))
+    write_split(directory, 12, shard_size=4, corrupt=frozenset({5}))
     strict = build_train_loader(small_config(directory, "webdataset", workers=0))
     with pytest.raises(ShardError, match=r"val_00005 in shard .*val-000001\.tar.*skip_corrupt"):
         list(strict)
