@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: setup apt demo test bench clean-venv
+.PHONY: setup apt demo test bench slurm-up slurm-down clean-venv
 
 setup: apt $(STAMP)
 
@@ -37,6 +37,13 @@ test: setup
 
 bench: setup
 	$(PY) -m scm_dist.bench all --json
+
+# the local cluster module is stdlib-only: system python is enough
+slurm-up: apt
+	python3 -m launch.local_slurm up
+
+slurm-down:
+	python3 -m launch.local_slurm down
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,8 @@
 """Benchmarks, one JSON object each: ``python -m scm_dist.bench NAME [--json] [options]``.
 
-Names: model (fused vs naive attention), all (every benchmark registered below).
+Names: model (fused vs naive attention), train (backends, precisions, processes),
+shards (conversion), loaders (WebDataset / FFCV / folder), eval (fast exact box search),
+all (every one, in that order).
 """
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import sys
 
 BENCHMARKS = {
     "model": "scm_dist.models.benchmark",
+    "train": "scm_dist.engine.benchmark",
+    "shards": "data_shards.benchmark",
+    "loaders": "scm_dist.data.benchmark",
+    "eval": "scm_dist.evaluation.benchmark",
 }
 
 

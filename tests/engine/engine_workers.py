@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import traceback
 from pathlib import Path
 
 import torch
@@ -34,19 +32,9 @@ def make_config(shards: str, output_dir: str, overrides: list[str]):
     return load_config("configs/experiments/synthetic_scm.yaml", base + overrides)
 
 
-def run_rank(rank: int, world_size: int, port: int, job: dict, result_dir: str) -> None:
-    """Set the launcher environment, run ``job['kind']`` and write rank results."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
-    out = Path(result_dir) / f"rank{rank}.json"
-    try:
-        result = JOBS[job["kind"]](job)
-        out.write_text(json.dumps(result, default=str))
-    except BaseException:
-        out.write_text(json.dumps({"error": traceback.format_exc()}))
-        raise
+def run_job(job: dict) -> dict:
+    """Run ``job['kind']`` in this (launched) process and return its JSON-able result."""
+    return json.loads(json.dumps(JOBS[job["kind"]](job), default=str))
 
 
 def _train(job: dict) -> dict:

@@ -26,17 +26,16 @@ def test_ddp_fp32_learns_and_resume_is_bitwise(synthetic_shards, tmp_path):
     straight = tmp_path / "straight"
     job = dict(kind="train", shards=str(synthetic_shards), output_dir=str(straight),
                overrides=["train.max_steps=20"])
-    summaries = run_ranks(job, 2, tmp_path / "r_straight")
+    summaries = run_ranks(job, 2)
     assert summaries[0]["status"] == "completed" and summaries[0]["step"] == 20
     losses = _losses(straight)
     assert len(losses) == 4 and losses[-1] < losses[0], losses
 
     resumed = tmp_path / "resumed"
-    stopped = run_ranks(dict(job, output_dir=str(resumed), stop_after=10), 2,
-                        tmp_path / "r_stop")
+    stopped = run_ranks(dict(job, output_dir=str(resumed), stop_after=10), 2)
     assert stopped[0]["status"] == "preempted" and stopped[0]["step"] == 10
     assert (resumed / "checkpoints" / "latest").read_text() == "step_00000010"
-    finished = run_ranks(dict(job, output_dir=str(resumed)), 2, tmp_path / "r_resume")
+    finished = run_ranks(dict(job, output_dir=str(resumed)), 2)
     assert finished[0]["status"] == "completed" and finished[0]["step"] == 20
 
     a, b = _weights(straight / "model_final.pt"), _weights(resumed / "model_final.pt")
@@ -51,7 +50,7 @@ def test_ddp_bf16_runs(synthetic_shards, tmp_path):
     job = dict(kind="train", shards=str(synthetic_shards), output_dir=str(tmp_path / "bf16"),
                overrides=["train.max_steps=6", "train.precision=bf16",
                           "model.name=deit_tscam_tiny_patch16_224"])
-    summary = run_ranks(job, 2, tmp_path / "r")[0]
+    summary = run_ranks(job, 2)[0]
     assert summary["status"] == "completed"
     losses = _losses(tmp_path / "bf16")
     assert losses and all(0 < loss < 10 for loss in losses)

@@ -16,7 +16,7 @@ def _ds_job(shards, output_dir, stage, kind="train"):
 
 def test_zero2_bf16_trains(synthetic_shards, tmp_path):
     out = tmp_path / "zero2"
-    summaries = run_ranks(_ds_job(synthetic_shards, out, 2), 2, tmp_path / "r")
+    summaries = run_ranks(_ds_job(synthetic_shards, out, 2), 2)
     assert [s["status"] for s in summaries] == ["completed", "completed"]
     assert (out / "checkpoints/step_00000006/zero").is_dir()
     state = torch.load(out / "model_final.pt", weights_only=False)["state_dict"]
@@ -27,8 +27,7 @@ def test_zero2_bf16_trains(synthetic_shards, tmp_path):
 def test_zero3_partitions_scm_and_consolidated_export_matches_live_model(synthetic_shards,
                                                                          tmp_path):
     out = tmp_path / "zero3"
-    summaries = run_ranks(_ds_job(synthetic_shards, out, 3, kind="train_snapshot"), 2,
-                          tmp_path / "r")
+    summaries = run_ranks(_ds_job(synthetic_shards, out, 3, kind="train_snapshot"), 2)
     assert summaries[0]["status"] == "completed"
     # ZeRO-3 wrote per-rank partitions of the model states, SCM scalars included
     shards = sorted((out / "checkpoints/step_00000006/zero").glob("*model_states.pt"))

@@ -26,7 +26,7 @@ def test_one_two_three_ranks_identical(synthetic_shards, checkpoint, tmp_path):
         out = tmp_path / f"w{world}"
         job = dict(kind="evaluate", shards=str(synthetic_shards), output_dir=str(out),
                    checkpoint=str(checkpoint), overrides=["data.eval_batch_size=7"])
-        run_ranks(job, world, tmp_path / f"r{world}")
+        run_ranks(job, world)
         results = json.loads((out / "eval" / "results.json").read_text())
         assert results.pop("world_size") == world
         assert results.pop("config")["train"]["output_dir"] == str(out)
