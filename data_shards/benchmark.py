@@ -21,12 +21,13 @@ from pathlib import Path
 from PIL import Image
 
 from data_shards.convert import ConvertOptions, convert_listing
+from data_shards.reference_data import IMAGENET_CLASSES, IMAGENET_VAL_META
 from data_shards.schema import FORMAT_FFCV, FORMAT_WEBDATASET, FORMATS
 from data_shards.sources.imagenet import list_imagenet
 from data_shards.standins import build_val_standins
 
-DEFAULT_META = Path("/work/shared/data/wsol_metadata/ILSVRC/test")
-DEFAULT_CLASSES = Path("/work/shared/data/imagenet/val_folder_new.txt")
+DEFAULT_META = IMAGENET_VAL_META
+DEFAULT_CLASSES = IMAGENET_CLASSES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -96,7 +96,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
     pictures: list[dict] = []
     for batch in tqdm(loader, desc=f"eval rank {rank}", disable=rank != 0, unit="batch"):
         out = model(batch.images.to(device))
-        evaluator.update(out.logits.float().cpu(), out.cams.float().cpu(), batch.labels,
+        evaluator.update(out.logits.float(), out.cams.float(), batch.labels,
                          batch.boxes)
         wanted = cfg.eval.num_pictures - len(pictures) if rank == 0 else 0
         if wanted > 0:

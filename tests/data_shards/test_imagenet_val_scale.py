@@ -2,20 +2,19 @@
 stand-in images, converted to both formats and checked box by box."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data_shards.cli import main
+from data_shards.reference_data import IMAGENET_CLASSES, IMAGENET_VAL_META
 from data_shards.schema import read_manifest
 from data_shards.sources.imagenet import read_val_folder_txt, read_wsol_metadata
 from data_shards.standins import build_val_standins
 from shard_fixtures import read_ffcv, read_webdataset
 
-DATA = Path("/work/shared/data")
-META = DATA / "wsol_metadata" / "ILSVRC" / "test"
-VAL_FOLDER = DATA / "imagenet" / "val_folder_new.txt"
+META = IMAGENET_VAL_META
+VAL_FOLDER = IMAGENET_CLASSES
 
 
 @pytest.mark.slow
