@@ -30,7 +30,7 @@ from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 from ffcv.traversal_order.base import TraversalOrder
-from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+from ffcv.transforms import Squeeze, ToTensor
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from data_shards.schema import (FFCV_BOXES, FFCV_FIELDS, FFCV_HEIGHT, FFCV_IMAGE, FFCV_LABEL,
@@ -47,56 +47,64 @@ ORDERS = ("random", "quasi_random")
 BATCHES_AHEAD = 3
 
 
-def bilinear_window(src: np.ndarray, dst: np.ndarray, top: int, left: int, frame: int) -> None:
-    """``dst`` = the window at (top, left) of ``src`` resized to ``frame x frame`` bilinearly
-    (pixel centres aligned, borders replicated: OpenCV's INTER_LINEAR), computed for the
-    window's pixels only. Numba-compiled inside the FFCV pipeline."""
+def normalized_window(src: np.ndarray, dst: np.ndarray, top: int, left: int, frame: int,
+                      flip: bool, mean: np.ndarray, std: np.ndarray) -> None:
+    """``dst`` (float32 ``[3, S, S]``) = the S x S window at (top, left) of ``src`` (uint8
+    ``[H, W, 3]``) resized to ``frame x frame`` bilinearly (pixel centres aligned, borders
+    replicated: OpenCV's INTER_LINEAR), mirrored when ``flip``, normalised with ``mean`` /
+    ``std`` (0-255 scale). Only the window's pixels are computed, in one pass.
+    Numba-compiled inside the FFCV pipeline."""
     height, width = src.shape[0], src.shape[1]
+    size = dst.shape[2]
     scale_y, scale_x = height / frame, width / frame
-    cols = np.empty(dst.shape[1], dtype=np.int64)
-    col_weights = np.empty(dst.shape[1], dtype=np.float32)
-    for x in range(dst.shape[1]):
+    cols = np.empty(size, dtype=np.int64)
+    col_weights = np.empty(size, dtype=np.float32)
+    for x in range(size):
         fx = min(max((left + x + 0.5) * scale_x - 0.5, 0.0), width - 1.0)
         cols[x] = int(fx)
         col_weights[x] = fx - cols[x]
-    for y in range(dst.shape[0]):
+    for y in range(dst.shape[1]):
         fy = min(max((top + y + 0.5) * scale_y - 0.5, 0.0), height - 1.0)
         y0 = int(fy)
         y1 = min(y0 + 1, height - 1)
         wy = np.float32(fy - y0)
-        for x in range(dst.shape[1]):
+        for x in range(size):
             x0 = cols[x]
             x1 = min(x0 + 1, width - 1)
             wx = col_weights[x]
+            out_x = size - 1 - x if flip else x
             for c in range(3):
                 upper = src[y0, x0, c] * (1 - wx) + src[y0, x1, c] * wx
                 lower = src[y1, x0, c] * (1 - wx) + src[y1, x1, c] * wx
-                dst[y, x, c] = np.uint8(min(upper * (1 - wy) + lower * wy + 0.5, 255.0))
+                dst[c, y, out_x] = (upper * (1 - wy) + lower * wy - mean[c]) / std[c]
 
 
 class _ResizedFrameDecoder(SimpleRGBImageDecoder):
     """JPEG decode, then the ``output x output`` window of the image resized to ``frame x
-    frame``: a uniform random window for training (``frame > output``), the whole frame
-    for eval (``frame == output``). The same geometry and interpolation as
+    frame``, flipped at random when ``flip``, normalised, as float32 ``[3, S, S]``: a
+    uniform random window for training (``frame > output``), the whole frame for eval
+    (``frame == output``). The same geometry and interpolation as
     :mod:`scm_dist.data.transforms`, without materialising the resized frame."""
 
-    def __init__(self, output: int, frame: int) -> None:
+    def __init__(self, output: int, frame: int, flip: bool) -> None:
         super().__init__()
-        self.output, self.frame = output, frame
+        self.output, self.frame, self.flip = output, frame, flip
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple]:
         largest = int(self.metadata["width"].max()) * int(self.metadata["height"].max()) * 3
-        shape = (self.output, self.output, 3)
-        return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<u1")),
-                (AllocationQuery(shape, np.dtype("<u1")),
+        shape = (3, self.output, self.output)
+        return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<f4")),
+                (AllocationQuery(shape, np.dtype("<f4")),
                  AllocationQuery((largest,), np.dtype("<u1"))))
 
     def generate_code(self) -> Callable:
         mem_read, jpg = self.memory_read, IMAGE_MODES["jpg"]
         my_range = Compiler.get_iterator()
         imdecode_c = Compiler.compile(imdecode)
-        window_c = Compiler.compile(bilinear_window)
-        frame, spare = self.frame, self.frame - self.output
+        window_c = Compiler.compile(normalized_window)
+        frame, spare, flip = self.frame, self.frame - self.output, self.flip
+        mean = np.array(IMAGENET_DEFAULT_MEAN, dtype=np.float32) * 255
+        std = np.array(IMAGENET_DEFAULT_STD, dtype=np.float32) * 255
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
@@ -113,7 +121,8 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
                     pixels = image_data.reshape(height, width, 3)
                 top = np.random.randint(0, spare + 1)
                 left = np.random.randint(0, spare + 1)
-                window_c(pixels, destination[dst_ix], top, left, frame)
+                mirror = flip and np.random.random() < 0.5
+                window_c(pixels, destination[dst_ix], top, left, frame, mirror, mean, std)
             return destination[:len(batch_indices)]
 
         decode.is_parallel = True
@@ -150,12 +159,6 @@ def quasi_random_order(pages: np.ndarray, window: int, rng: np.random.Generator)
     unique, page_index = np.unique(pages, return_inverse=True)
     window_of = rng.permutation(len(unique))[page_index] // max(window, 1)
     return np.lexsort((rng.random(len(pages)), window_of))
-
-
-def _normalize_op() -> NormalizeImage:
-    mean = np.array(IMAGENET_DEFAULT_MEAN) * 255
-    std = np.array(IMAGENET_DEFAULT_STD) * 255
-    return NormalizeImage(mean, std, np.float32)
 
 
 def _int_pipeline() -> list:
@@ -208,9 +211,8 @@ class FFCVTrainLoader(TrainLoader):
             seed=seed, drop_last=True, batches_ahead=BATCHES_AHEAD,
             pipelines={
                 **_disabled(FFCV_IMAGE, FFCV_LABEL, FFCV_SAMPLE_ID),
-                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.crop_size, cfg.resize_size),
-                             RandomHorizontalFlip(), _normalize_op(), ToTensor(),
-                             ToTorchImage(channels_last=False)],
+                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.crop_size, cfg.resize_size, flip=True),
+                             ToTensor()],
                 FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline()}))
 
     def layout(self) -> dict[str, Any]:
@@ -254,8 +256,8 @@ class FFCVEvalLoader:
             num_workers=max(cfg.workers, 1), os_cache=cfg.ffcv_os_cache,
             order=_RankOrder(lambda _: indices), drop_last=False, batches_ahead=BATCHES_AHEAD,
             pipelines={
-                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.eval_size, cfg.eval_size), _normalize_op(),
-                             ToTensor(), ToTorchImage(channels_last=False)],
+                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.eval_size, cfg.eval_size, flip=False),
+                             ToTensor()],
                 FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline(),
                 FFCV_NUM_BOXES: _int_pipeline(), FFCV_WIDTH: _int_pipeline(),
                 FFCV_HEIGHT: _int_pipeline(), FFCV_BOXES: [NDArrayDecoder(), ToTensor()]}))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from scm_dist.data.ffcv_loader import bilinear_window
+from scm_dist.data.ffcv_loader import normalized_window
 from scm_dist.data.transforms import (CropParams, eval_transform, normalize_batch, rescale_boxes,
                                       sample_crop, train_transform)
 from loader_fixtures import object_image
@@ -66,14 +66,17 @@ def test_sample_crop_covers_every_offset_and_both_flips():
         sample_crop(rng, 8, 9)
 
 
-@pytest.mark.parametrize("top,left", [(0, 0), (16, 3), (7, 16)])
-def test_ffcv_window_equals_resize_then_crop(top, left):
+@pytest.mark.parametrize("top,left,flip", [(0, 0, False), (16, 3, True), (7, 16, False)])
+def test_ffcv_window_equals_resize_crop_flip_normalise(top, left, flip):
     image = object_image(90, 70, (20, 10, 50, 40), seed=3)
-    window = np.zeros((48, 48, 3), np.uint8)
-    bilinear_window(image, window, top, left, 64)  # plain Python here, numba inside FFCV
-    naive = train_transform(image, CropParams(top, left, False), resize_size=64, crop_size=48)
-    diff = np.abs(window.transpose(2, 0, 1).astype(int) - naive.numpy().astype(int))
-    assert diff.max() <= 1  # OpenCV rounds its fixed-point weights
+    window = np.zeros((3, 48, 48), np.float32)
+    mean = np.array(IMAGENET_DEFAULT_MEAN, np.float32) * 255
+    std = np.array(IMAGENET_DEFAULT_STD, np.float32) * 255
+    normalized_window(image, window, top, left, 64, flip, mean, std)  # Python here, numba in FFCV
+    naive = train_transform(image, CropParams(top, left, flip), resize_size=64, crop_size=48)
+    expected = normalize_batch(naive[None])[0].numpy()
+    # OpenCV rounds to 8 bits with fixed-point weights: at most one level apart
+    assert np.abs(window - expected).max() <= 1.01 / (255 * min(IMAGENET_DEFAULT_STD))
 
 
 def test_normalize_batch_is_imagenet_mean_std():
