@@ -6,7 +6,7 @@ Input: ``--images`` JPEGs (quality 90) at the real sizes of the first ImageNet v
 (wsolevaluation metadata), textured so that they compress like photos (about 100 KB at
 500 x 375); written as an image folder, converted by data_shards to both shard formats
 (the shards carry the same JPEG bytes). Each loader runs one warm-up batch (FFCV compiles
-its pipeline there), then one full timed epoch.
+its pipeline there), then two full timed epochs.
 
 Wired as ``python -m scm_dist.bench loaders --json``; ``run(args)`` returns the JSON dict.
 """
@@ -37,6 +37,7 @@ from .build import build_train_loader
 SIZES_FILE = IMAGENET_VAL_META / "image_sizes.txt"
 FALLBACK_SIZE = (500, 375)  # the most common ImageNet size
 FORMATS = ("folder", "webdataset", "ffcv")
+TIMED_EPOCHS = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,11 +102,12 @@ def _measure(cfg: DataConfig) -> dict:
     loader.set_epoch(0)
     next(iter(loader))
     warmup = time.perf_counter() - start
-    loader.set_epoch(1)
     cpu_before = _cpu_seconds()
     images, start = 0, time.perf_counter()
-    for batch, _ in loader:
-        images += len(batch)
+    for epoch in range(1, 1 + TIMED_EPOCHS):
+        loader.set_epoch(epoch)
+        for batch, _ in loader:
+            images += len(batch)
     seconds = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_before
     return {"images": images, "seconds": round(seconds, 2),

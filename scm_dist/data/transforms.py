@@ -21,10 +21,7 @@ _STD = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1) * 255.0
 
 def decode_jpeg(data: bytes) -> np.ndarray | None:
     """RGB uint8 ``[H, W, 3]`` of JPEG (or PNG) bytes, or None when undecodable."""
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
