@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue as queue_module
 import socket
+import time
 from typing import Any, Callable
 
 
@@ -46,17 +48,27 @@ def spawn_local(fn: Callable, world_size: int, args: tuple = (), threads: int = 
     for proc in procs:
         proc.start()
     results: dict[int, Any] = {}
-    errors = []
+    errors: list[str] = []
+    deadline = time.monotonic() + timeout
     try:
-        for _ in range(world_size):
-            rank, status, value = queue.get(timeout=timeout)
-            (results.__setitem__(rank, value) if status == "ok" else errors.append(
-                f"rank {rank} failed:\n{value}"))
-            if errors:
-                break
+        while len(results) < world_size and not errors:
+            try:
+                rank, status, value = queue.get(timeout=1.0)
+            except queue_module.Empty:
+                dead = [(r, p.exitcode) for r, p in enumerate(procs)
+                        if p.exitcode not in (None, 0) and r not in results]
+                if dead:
+                    errors.append(f"process(es) died without a result: {dead}")
+                elif time.monotonic() > deadline:
+                    errors.append(f"no result within {timeout:.0f} s")
+                continue
+            if status == "ok":
+                results[rank] = value
+            else:
+                errors.append(f"rank {rank} failed:\n{value}")
     finally:
         for proc in procs:
-            proc.join(5 if errors else timeout)
+            proc.join(5 if errors else max(1.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
     if errors:

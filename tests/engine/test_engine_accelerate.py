@@ -86,3 +86,19 @@ def test_bad_inputs_fail_before_work(synthetic_shards, tmp_path):
     cfg = make_config(str(synthetic_shards), str(tmp_path), ["model.img_size=96"])
     with pytest.raises(ValueError, match="must equal data.crop_size"):
         train(cfg)
+
+
+def test_fsdp_trains_and_resume_refuses_another_model_or_world(synthetic_shards, tmp_path):
+    out = tmp_path / "fsdp"
+    job = dict(kind="train", shards=str(synthetic_shards), output_dir=str(out),
+               overrides=["train.max_steps=4", "train.sharding=fsdp", "train.log_every=2"])
+    assert run_ranks(job, 2)[0]["status"] == "completed"
+    state = _weights(out / "model_final.pt")
+    assert state["blocks.0.attn.qkv.weight"].shape == (576, 192) and "scm.layers.0.t" in state
+
+    other_model = dict(job, overrides=job["overrides"] + ["model.name=deit_tscam_tiny_patch16_224",
+                                                          "train.max_steps=6"])
+    with pytest.raises(RuntimeError, match="was written for model='deit_scm_tiny_patch16_224'"):
+        run_ranks(other_model, 2)
+    with pytest.raises(RuntimeError, match="optimizer state sharded over 2 processes"):
+        run_ranks(dict(job, overrides=job["overrides"] + ["train.max_steps=6"]), 1)
