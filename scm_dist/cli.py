@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from .config import ConfigError, load_config
+from .config import ConfigError, ExperimentConfig, load_config
 
 
 def _setup_logging() -> None:
@@ -28,21 +28,24 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, extra: list[str]):
-    if extra:
-        raise ConfigError(f"unrecognised arguments {extra}: overrides look like section.key=value")
-    return load_config(args.config, args.overrides)
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None
+           ) -> tuple[argparse.Namespace, ExperimentConfig]:
+    """Parse the command line, set up logging and load the config (exit on a bad one)."""
+    args, extra = parser.parse_known_args(argv)
+    _setup_logging()
+    try:
+        if extra:
+            raise ConfigError(f"unrecognised arguments {extra}: overrides look like "
+                              "section.key=value")
+        return args, load_config(args.config, args.overrides)
+    except ConfigError as err:
+        sys.exit(f"{parser.prog}: {err}")
 
 
 def train_main(argv: list[str] | None = None) -> None:
     """``scm-train``: train (and evaluate when eval.after_train is set)."""
-    parser = _parser("scm-train", "Train SCM / TS-CAM with Accelerate or DeepSpeed.")
-    args, extra = parser.parse_known_args(argv)
-    _setup_logging()
-    try:
-        cfg = _load(args, extra)
-    except ConfigError as err:
-        sys.exit(f"scm-train: {err}")
+    _, cfg = _parse(_parser("scm-train", "Train SCM / TS-CAM with Accelerate or DeepSpeed."),
+                    argv)
     from .engine import train
 
     summary = train(cfg)
@@ -55,12 +58,7 @@ def eval_main(argv: list[str] | None = None) -> None:
     parser = _parser("scm-eval", "Evaluate localization (both protocols) on every rank.")
     parser.add_argument("--checkpoint", required=True, help="model file (model_final.pt, "
                         "an exported encoder or a release checkpoint)")
-    args, extra = parser.parse_known_args(argv)
-    _setup_logging()
-    try:
-        cfg = _load(args, extra)
-    except ConfigError as err:
-        sys.exit(f"scm-eval: {err}")
+    args, cfg = _parse(parser, argv)
     from .evaluation.run import evaluate
 
     evaluate(cfg, args.checkpoint)
