@@ -8,7 +8,9 @@ model (``activation_memory_mb``, the dominant part of a train step's peak) and i
 attention core (``attention_memory_mb``: what lies between the qkv and the output
 projections, plus the naive path's materialised maps kept for the CAM; the tensors
 both paths share, qkv's input and output and proj's input, are excluded).
-``speedup`` = fused / naive images/s; ``memory_ratio`` = naive / fused attention memory.
+``speedup`` = fused / naive images/s (wall clock); ``speedup_cpu_time`` the same per CPU
+second of the process (steadier when other work shares the cores); ``memory_ratio`` =
+naive / fused attention memory.
 """
 from __future__ import annotations
 
@@ -98,13 +100,14 @@ def _measure(impl: str, args: argparse.Namespace, device: str, queue) -> None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         resident = torch.cuda.memory_allocated()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         step()
     if device == "cuda":
         torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     result = {"images_per_s": round(args.batch * args.steps / elapsed, 2),
+              "images_per_cpu_s": round(args.batch * args.steps / cpu, 3),
               "step_s": round(elapsed / args.steps, 3)}
     if device == "cuda":
         result["peak_step_memory_mb"] = round(
@@ -144,6 +147,8 @@ def run(argv: list[str]) -> dict:
         naive = _run_path("naive", args, device)
         summary = {"fused": fused, "naive": naive,
                    "speedup": round(fused["images_per_s"] / naive["images_per_s"], 3),
+                   "speedup_cpu_time": round(fused["images_per_cpu_s"]
+                                             / naive["images_per_cpu_s"], 3),
                    "memory_ratio": round(naive["attention_memory_mb"]
                                          / fused["attention_memory_mb"], 3),
                    "activation_memory_ratio": round(naive["activation_memory_mb"]
