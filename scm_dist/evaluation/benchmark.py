@@ -19,14 +19,17 @@ import numpy as np
 from .contours import literal_map_ious
 from .localization import LocalizationEvaluator, image_counts, needed_maps
 from .scoremaps import scoremap
+from .search import correct_at
 
 IMAGENET_VAL_IMAGES = 50_000
 
 
 def literal_search(class_map: np.ndarray, settings: Any, boxes: np.ndarray,
                    multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The literal protocol: one findContours per CAM threshold."""
-    return literal_map_ious(scoremap(class_map, settings.image_size), settings.taus, boxes)
+    """The literal protocol: one findContours per CAM threshold, then the hits."""
+    largest, every = literal_map_ious(scoremap(class_map, settings.image_size), settings.taus,
+                                      boxes)
+    return correct_at(largest, settings.iou_thresholds), correct_at(every, settings.iou_thresholds)
 
 
 def model_like_batch(rng: np.random.Generator, images: int, classes: int, grid: int,

@@ -7,13 +7,8 @@ import numpy as np
 
 from .pool import CountPool, split
 from .quantize import cam_thresholds, quantize
-from .search import map_ious
+from .search import map_hits
 from .validation import check_boxes, check_scoremaps, check_thresholds
-
-
-def correct_at(ious: np.ndarray, iou_thresholds: Sequence[int]) -> np.ndarray:
-    """[n_iou, n_tau] int64: IoU >= threshold/100 per IoU threshold and CAM threshold."""
-    return np.stack([ious >= threshold / 100 for threshold in iou_thresholds]).astype(np.int64)
 
 
 def best_over_thresholds(correct: np.ndarray, images: int, taus: np.ndarray) -> dict[str, float]:
@@ -27,9 +22,8 @@ def _box_counts(scoremaps: np.ndarray, gt_boxes: list[np.ndarray], taus: np.ndar
                 iou_thresholds: tuple[int, ...], multi_contour: bool) -> np.ndarray:
     counts = np.zeros((len(iou_thresholds), len(taus)), np.int64)
     for scoremap, boxes in zip(scoremaps, gt_boxes):
-        result = map_ious(quantize(scoremap), taus, boxes, multi_contour)
-        counts += correct_at(result.all_iou if multi_contour else result.largest_iou,
-                             iou_thresholds)
+        largest, every = map_hits(quantize(scoremap), taus, boxes, iou_thresholds, multi_contour)
+        counts += every if multi_contour else largest
     return counts.ravel()
 
 

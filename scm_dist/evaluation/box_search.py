@@ -103,6 +103,42 @@ def _find(parent: np.ndarray, p: int) -> int:
     return root
 
 
+@nb.njit(cache=True, inline="always")
+def _start(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarray,
+           n_roots: int, c: int, x: int, y: int) -> int:
+    """Component ``c`` starts as pixel (x, y) and joins the active roots; their new count."""
+    box[c, 0] = x
+    box[c, 1] = y
+    box[c, 2] = x
+    box[c, 3] = y
+    dirty[c] = True
+    slot[c] = n_roots
+    roots[n_roots] = c
+    return n_roots + 1
+
+
+@nb.njit(cache=True, inline="always")
+def _absorb(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarray,
+            n_roots: int, root: int, other: int) -> int:
+    """Root ``other`` merged into ``root``: join the boxes, drop ``other`` from the active
+    roots; their new count."""
+    box[root, 0] = min(box[root, 0], box[other, 0])
+    box[root, 1] = min(box[root, 1], box[other, 1])
+    box[root, 2] = max(box[root, 2], box[other, 2])
+    box[root, 3] = max(box[root, 3], box[other, 3])
+    dirty[root] = True
+    return _drop(slot, roots, n_roots, other)
+
+
+@nb.njit(cache=True, inline="always")
+def _drop(slot: np.ndarray, roots: np.ndarray, n_roots: int, c: int) -> int:
+    """Remove ``c`` from the active roots; their new count."""
+    last = roots[n_roots - 1]
+    roots[slot[c]] = last
+    slot[last] = slot[c]
+    return n_roots - 1
+
+
 @nb.njit(cache=True)
 def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     """Largest IoU ("+1" convention) of one box with any GT box."""
@@ -219,24 +255,41 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
                     want_largest: bool, want_iou: bool):
     """Sweep the level sets ``image > T`` for ``thresholds`` (ascending, distinct).
 
-    Each pixel stores the id of the component it joined; the union-find runs over
-    those ids, which are few, so it stays in cache.
-
     Returns, per threshold: the largest-area component's protocol box [n, 4] (zeros
     when there is no component), a flag when several components tie for the largest
     area with different boxes, the best IoU of any component's protocol box with
     ``gt`` (-1 when there is no component), whether the level set has holes (with
     ``want_iou``: holes whose boxes could beat that IoU), and whether holes could
-    change which component is the largest (areas here count the components' own
-    cells; outer contours also enclose the holes).
+    change which component is the largest.
+    """
+    order, xs, ys, starts = _descending_order(image)
+    largest, tie, best_iou, has_holes, cover, uncertain = _sweep(
+        image, order, xs, ys, starts, thresholds, gt, want_largest, want_iou)
+    if want_iou:
+        has_holes &= cover > best_iou
+    return largest, tie, best_iou, has_holes, uncertain
+
+
+@nb.njit(cache=True)
+def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+           starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray, want_largest: bool,
+           want_iou: bool):
+    """:func:`component_sweep` over pixels already sorted by :func:`_descending_order`.
+
+    Each pixel stores the id of the component it joined; the union-find runs over
+    those ids, which are few, so it stays in cache. Returns the largest boxes, ties,
+    best component IoUs, whether holes exist, the best share of a GT box covered by a
+    component's box (a bound on any hole box's IoU: a hole lies inside its component)
+    and whether holes could change which component is the largest (areas here count
+    the components' own cells; outer contours also enclose the holes).
     """
     height, width = image.shape
-    order, xs, ys, starts = _descending_order(image)
     pw = width + 2
     offsets = _ring_offsets(pw)
     added = np.zeros((height + 2) * pw, np.uint8)   # small: the neighbour masks stay in cache
     label = np.empty((height + 2) * pw, np.int32)    # component id, for added pixels
-    capacity = 64
+    # one id per pixel at most (arrays that grow inside the loop would slow numba down)
+    capacity = order.size
     parent = np.empty(capacity, np.int32)
     size = np.empty(capacity, np.int32)
     box = np.empty((capacity, 4), np.int32)      # x0, y0, x1, y1 of the pixels
@@ -254,7 +307,7 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     tie = np.zeros(n_thr, np.bool_)
     best_iou = np.full(n_thr, -1.0)
     has_holes = np.zeros(n_thr, np.bool_)
-    holes_matter = np.zeros(n_thr, np.bool_)
+    best_cover = np.zeros(n_thr)
     uncertain = np.zeros(n_thr, np.bool_)
     euler4 = 0                                   # 4 * (components - holes)
     done = 0                                     # pixels with value > current level added
@@ -271,31 +324,13 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
             y = ys[j]
             n_groups = _N_REPS[mask]
             if n_groups == 0:
-                if n_ids == capacity:
-                    capacity *= 2
-                    parent = _grow(parent, capacity)
-                    size = _grow(size, capacity)
-                    box = _grow(box, capacity)
-                    area2 = _grow(area2, capacity)
-                    cached_iou = _grow(cached_iou, capacity)
-                    cached_cover = _grow(cached_cover, capacity)
-                    dirty = _grow(dirty, capacity)
-                    slot = _grow(slot, capacity)
-                    roots = _grow(roots, capacity)
                 c = n_ids
                 n_ids += 1
                 label[p] = c
                 parent[c] = c
                 size[c] = 1
-                box[c, 0] = x
-                box[c, 1] = y
-                box[c, 2] = x
-                box[c, 3] = y
                 area2[c] = 0
-                dirty[c] = True
-                slot[c] = n_roots
-                roots[n_roots] = c
-                n_roots += 1
+                n_roots = _start(box, dirty, slot, roots, n_roots, c, x, y)
                 continue
             root = _find(parent, label[p + offsets[_REPS[mask, 0]]])
             label[p] = root
@@ -321,16 +356,8 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
                     root, other = other, root
                 parent[other] = root
                 size[root] += size[other]
-                box[root, 0] = min(box[root, 0], box[other, 0])
-                box[root, 1] = min(box[root, 1], box[other, 1])
-                box[root, 2] = max(box[root, 2], box[other, 2])
-                box[root, 3] = max(box[root, 3], box[other, 3])
                 area2[root] += area2[other]
-                dirty[root] = True
-                last = roots[n_roots - 1]
-                roots[slot[other]] = last
-                slot[last] = slot[other]
-                n_roots -= 1
+                n_roots = _absorb(box, dirty, slot, roots, n_roots, root, other)
         done = max(done, stop)
         has_holes[t] = 4 * n_roots != euler4
         if n_roots == 0:
@@ -383,117 +410,105 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
                 top = max(top, cached_iou[r])
                 cover = max(cover, cached_cover[r])
             best_iou[t] = top
-            holes_matter[t] = has_holes[t] and cover > top
-    return largest, tie, best_iou, holes_matter if want_iou else has_holes, uncertain
+            best_cover[t] = cover
+    return largest, tie, best_iou, has_holes, best_cover, uncertain
+
+
+_FRAME = 0   # component id of the padding frame and every background pixel reaching it
 
 
 @nb.njit(cache=True)
-def _grow(array: np.ndarray, capacity: int) -> np.ndarray:
-    out = np.empty((capacity,) + array.shape[1:], array.dtype)
-    out[:array.shape[0]] = array
-    return out
+def hole_sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+               starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
+               wanted: np.ndarray) -> np.ndarray:
+    """Best IoU of any hole border's protocol box with ``gt`` at the ``wanted``
+    thresholds (-1: none, or not wanted).
 
-
-@nb.njit(cache=True)
-def hole_sweep(image: np.ndarray, filled: np.ndarray, thresholds: np.ndarray,
-               gt: np.ndarray) -> np.ndarray:
-    """Best IoU of any hole border's protocol box with ``gt`` per threshold (-1: none).
-
-    A pixel is in a hole of ``image > T`` iff ``image <= T < filled``; the holes are the
-    4-connected components of those pixels, and a hole leaves (reaches the frame) as a
-    whole when T reaches its filled level.
+    The holes of ``image > T`` are the background (``<= T``) 4-connected components
+    that do not reach the frame. One union-find sweep in increasing order (the reverse
+    of :func:`_descending_order`) over the background, with the padding frame as one
+    component, has them all; it stops after the last wanted threshold.
     """
     height, width = image.shape
-    flat = image.ravel()
-    fill = filled.ravel()
     pw = width + 2
     n = (height + 2) * pw
-    # pixels that are in a hole at some level, sorted by value (counting sort)
-    starts = np.zeros(257, np.int64)
-    for p in range(flat.size):
-        if flat[p] < fill[p]:
-            starts[flat[p] + 1] += 1
-    for key in range(1, 257):
-        starts[key] += starts[key - 1]
-    order = np.empty(starts[256], np.int32)
-    for p in range(flat.size):
-        if flat[p] < fill[p]:
-            y = p // width
-            order[starts[flat[p]]] = (y + 1) * pw + p - y * width + 1
-            starts[flat[p]] += 1
-    parent = np.full(n, _NO_PIXEL, np.int32)
-    size = np.empty(n, np.int32)
-    fill_level = np.empty(n, np.int32)
-    bx0 = np.empty(n, np.int32)
-    by0 = np.empty(n, np.int32)
-    bx1 = np.empty(n, np.int32)
-    by1 = np.empty(n, np.int32)
-    cached_iou = np.empty(n, np.float64)
-    dirty = np.empty(n, np.bool_)
-    roots = np.empty(flat.size, np.int32)
-    slot = np.empty(n, np.int32)
+    label = np.full(n, _NO_PIXEL, np.int32)      # component id of background pixels
+    for x in range(pw):
+        label[x] = _FRAME
+        label[n - pw + x] = _FRAME
+    for y in range(1, height + 1):
+        label[y * pw] = _FRAME
+        label[y * pw + width + 1] = _FRAME
+    capacity = order.size + 1                   # one id per pixel at most, and the frame's
+    parent = np.empty(capacity, np.int32)
+    size = np.empty(capacity, np.int32)
+    box = np.empty((capacity, 4), np.int32)     # x0, y0, x1, y1 of the hole's pixels
+    cached_iou = np.empty(capacity, np.float64)
+    dirty = np.empty(capacity, np.bool_)
+    slot = np.empty(capacity, np.int32)
+    roots = np.empty(capacity, np.int32)        # ids of the holes
+    parent[_FRAME] = _FRAME
+    size[_FRAME] = n
+    n_ids = 1
     n_roots = 0
     best_iou = np.full(thresholds.size, -1.0)
-    nxt_pixel = 0
+    last = -1
     for t in range(thresholds.size):
-        level = thresholds[t]
-        while nxt_pixel < order.size:
-            p = order[nxt_pixel]
-            y = p // pw - 1
-            x = p - (y + 1) * pw - 1
-            if flat[y * width + x] > level:
-                break
-            nxt_pixel += 1
-            if fill[y * width + x] <= level:   # outside, never in a hole again
-                continue
-            parent[p] = p
-            size[p] = 1
-            fill_level[p] = fill[y * width + x]
-            bx0[p] = x
-            bx1[p] = x
-            by0[p] = y
-            by1[p] = y
-            dirty[p] = True
-            slot[p] = n_roots
-            roots[n_roots] = p
-            n_roots += 1
-            root = p
+        if wanted[t]:
+            last = t
+    neighbours = (-pw, -1, 1, pw)
+    j = order.size - 1
+    for t in range(last + 1):
+        stop = starts[255 - thresholds[t]]
+        while j >= stop:
+            p = order[j]
+            x = xs[j]
+            y = ys[j]
+            j -= 1
+            root = -1
             for k in range(4):
-                q = p + (-pw, -1, 1, pw)[k]
-                if parent[q] == _NO_PIXEL:
+                q = label[p + neighbours[k]]
+                if q == _NO_PIXEL:
                     continue
                 other = _find(parent, q)
+                if root == -1:
+                    root = other
+                    continue
                 if other == root:
                     continue
-                if size[other] > size[root]:
+                if other == _FRAME or (root != _FRAME and size[other] > size[root]):
                     root, other = other, root
                 parent[other] = root
-                size[root] += size[other]
-                bx0[root] = min(bx0[root], bx0[other])
-                by0[root] = min(by0[root], by0[other])
-                bx1[root] = max(bx1[root], bx1[other])
-                by1[root] = max(by1[root], by1[other])
+                if root == _FRAME:
+                    n_roots = _drop(slot, roots, n_roots, other)
+                else:
+                    size[root] += size[other]
+                    n_roots = _absorb(box, dirty, slot, roots, n_roots, root, other)
+            if root == -1:
+                root = n_ids
+                n_ids += 1
+                parent[root] = root
+                size[root] = 1
+                n_roots = _start(box, dirty, slot, roots, n_roots, root, x, y)
+            elif root != _FRAME:
+                size[root] += 1
+                box[root, 0] = min(box[root, 0], x)
+                box[root, 1] = min(box[root, 1], y)
+                box[root, 2] = max(box[root, 2], x)
+                box[root, 3] = max(box[root, 3], y)
                 dirty[root] = True
-                last = roots[n_roots - 1]
-                roots[slot[other]] = last
-                slot[last] = slot[other]
-                n_roots -= 1
+            label[p] = root
+        if not wanted[t]:
+            continue
         top = -1.0
-        i = 0
-        while i < n_roots:
+        for i in range(n_roots):
             r = roots[i]
-            if fill_level[r] <= level:          # the hole reached the frame
-                last = roots[n_roots - 1]
-                roots[i] = last
-                slot[last] = i
-                n_roots -= 1
-                continue
             if dirty[r]:
-                cached_iou[r] = _best_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, width - 1),
-                                          min(by1[r] + 2, height - 1), gt)
+                cached_iou[r] = _best_iou(box[r, 0] - 1, box[r, 1] - 1,
+                                          min(box[r, 2] + 2, width - 1),
+                                          min(box[r, 3] + 2, height - 1), gt)
                 dirty[r] = False
             top = max(top, cached_iou[r])
-            i += 1
         best_iou[t] = top
     return best_iou
 
@@ -508,24 +523,81 @@ def best_box_iou(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
+def _holes_wanted(has_holes: np.ndarray, best: np.ndarray, cover: np.ndarray,
+                  deltas: np.ndarray) -> np.ndarray:
+    """Thresholds where a hole box could change the result: it could beat the best
+    component box (its IoU is at most ``cover``), and, given ``deltas``, it could lift
+    the best IoU from below some delta to it."""
+    wanted = has_holes & (cover > best)
+    if deltas.size:
+        for t in range(wanted.size):
+            if wanted[t]:
+                lifts = False
+                for delta in deltas:
+                    lifts |= best[t] < delta <= cover[t]
+                wanted[t] = lifts
+    return wanted
+
+
+@nb.njit(cache=True)
 def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-                  multi_contour: bool):
+                  multi_contour: bool, deltas: np.ndarray):
     """Per threshold (ascending, distinct): the largest contour's box, whether a tie
     leaves it to OpenCV's contour order, and (``multi_contour``) the best IoU of any
-    contour's box with ``gt`` (-1 when there is no contour)."""
-    boxes, ties, best, holes, uncertain = component_sweep(image, thresholds, gt, True,
-                                                          multi_contour)
+    contour's box with ``gt`` (-1 when there is no contour).
+
+    With IoU thresholds ``deltas`` (non-empty), the best IoU is exact only as far as
+    ``best >= delta`` goes for every delta (hole boxes that cannot change that are
+    skipped); with an empty ``deltas`` it is exact.
+    """
+    order, xs, ys, starts = _descending_order(image)
+    boxes, ties, best, has_holes, cover, uncertain = _sweep(
+        image, order, xs, ys, starts, thresholds, gt, True, multi_contour)
+    if multi_contour:
+        wanted = _holes_wanted(has_holes, best, cover, deltas)
+        if wanted.any():
+            best = np.maximum(best, hole_sweep(image, order, xs, ys, starts, thresholds, gt,
+                                               wanted))
     # A few uncertain thresholds are cheaper to settle with OpenCV (as ties) than by a
     # second sweep over the hole-filled map.
-    refill = uncertain.sum() > _MAX_OPENCV_SETTLED
-    need_holes = multi_contour and holes.any()
-    if refill or need_holes:
-        filled = fill_holes(image)
-        if refill:
-            # the components of the hole-filled map carry the outer contours' areas
-            boxes, ties, _, _, _ = component_sweep(filled, thresholds, gt, True, False)
-        if need_holes:
-            best = np.maximum(best, hole_sweep(image, filled, thresholds, gt))
-    if not refill:
+    if uncertain.sum() > _MAX_OPENCV_SETTLED:
+        # the components of the hole-filled map carry the outer contours' areas
+        boxes, ties, _, _, _ = component_sweep(fill_holes(image), thresholds, gt, True, False)
+    else:
         ties |= uncertain
     return boxes, ties, best
+
+
+@nb.njit(cache=True)
+def map_search(image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contour: bool,
+               deltas: np.ndarray):
+    """:func:`search_levels` at the protocol's levels ``int(tau * max(image))``.
+
+    Returns the distinct levels, each tau's index into them, and per level: the
+    largest contour's box, its tie flag, its best IoU with ``gt`` and (``multi_contour``)
+    the best IoU over every contour's box, with the protocol's [0, 0, 0, 0] box where
+    there is no contour.
+    """
+    top = np.float64(image.max())
+    per_tau = np.empty(taus.size, np.int64)
+    for i in range(taus.size):
+        per_tau[i] = np.int64(taus[i] * top)
+    levels = np.unique(per_tau)
+    index = np.searchsorted(levels, per_tau)
+    boxes, ties, best = search_levels(image, levels, gt, multi_contour, deltas)
+    if multi_contour:
+        empty = _best_iou(0, 0, 0, 0, gt)
+        for t in range(best.size):
+            if best[t] < 0:
+                best[t] = empty
+    return levels, index, boxes, ties, best_box_iou(boxes, gt), best
+
+
+@nb.njit(cache=True)
+def threshold_hits(ious: np.ndarray, index: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """[n_delta, n_tau] int64: ``ious[index[tau]] >= delta``."""
+    out = np.empty((deltas.size, index.size), np.int64)
+    for d in range(deltas.size):
+        for i in range(index.size):
+            out[d, i] = ious[index[i]] >= deltas[d]
+    return out

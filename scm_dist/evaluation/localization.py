@@ -31,11 +31,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .box_accuracy import best_over_thresholds, correct_at
+from .box_accuracy import best_over_thresholds
 from .pool import CountPool, split
 from .quantize import cam_thresholds
 from .scoremaps import quantized_scoremap
-from .search import map_ious
+from .search import map_hits
 from .validation import as_numpy, check_boxes, check_finite, check_thresholds
 
 PROTOCOLS = ("wsol", "scm-release")
@@ -90,11 +90,10 @@ class _Settings:
 
 def fast_search(class_map: np.ndarray, settings: "_Settings", boxes: np.ndarray,
                 multi_contour: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per CAM threshold: IoU of the largest contour's box, and (``multi_contour``) the
-    best IoU over every contour's box, by the exact fast box search."""
-    result = map_ious(quantized_scoremap(class_map, settings.image_size), settings.taus, boxes,
-                      multi_contour)
-    return result.largest_iou, result.all_iou
+    """Hits [n_iou, n_tau] of the largest contour's box, and (``multi_contour``) of the
+    best box over every contour, by the exact fast box search."""
+    return map_hits(quantized_scoremap(class_map, settings.image_size), settings.taus, boxes,
+                    settings.iou_thresholds, multi_contour)
 
 
 def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.ndarray],
@@ -102,7 +101,7 @@ def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.n
                  search: Callable = fast_search) -> np.ndarray:
     """Counters of a chunk of images. Per image: the localization maps [n, h, w] of the
     classes ``classes`` (the GT class and the top predictions) and the ranked top
-    predictions; ``search`` gives a map's IoUs per CAM threshold."""
+    predictions; ``search`` gives a map's hits per IoU and CAM threshold."""
     flat = np.zeros(settings.layout.size, np.int64)
     view = settings.layout.views(flat)
     view["images"][0] = len(labels)
@@ -111,10 +110,10 @@ def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.n
         hits = {}
         for class_map, cls in zip(image_maps, image_classes):
             largest, every = search(class_map, settings, boxes, bool(cls == label))
-            hits[int(cls)] = correct_at(largest, settings.iou_thresholds)
+            hits[int(cls)] = largest
             if cls == label:
-                view["wsol_gt_known"] += hits[int(cls)]
-                view["wsol_gt_known_all"] += correct_at(every, settings.iou_thresholds)
+                view["wsol_gt_known"] += largest
+                view["wsol_gt_known_all"] += every
         for i, k in enumerate(settings.topk):
             in_top = bool(label in top[:k])
             any_hit = np.max([hits[int(c)] for c in top[:k]], axis=0)
