@@ -20,10 +20,14 @@ border of a top-level component: a component of the hole-filled map's level set.
 So one union-find sweep over the pixels in decreasing value order gives every
 component's box and own area (and, by Euler numbers, whether holes exist) at every
 threshold. Where holes could change which component is the largest, the hole-filled map
-is swept again (or, for a few thresholds, OpenCV settles it); a sweep in increasing
-order over the pixels that can lie in holes gives the hole boxes, when they could beat
-the best component box. Once one component spans the frame with more than half the
-image's area, it is the largest at every lower threshold: the sweep stops there.
+is swept again (or, for a few thresholds, OpenCV settles it). For every contour's
+boxes, one union-find sweep in increasing order over the background (the same sorted
+pixels, reversed; the frame is one component) gives the hole boxes, at the thresholds
+where a hole could beat the best component box (a hole lies inside its component's
+box, which bounds its IoU) and, when only hits at given IoU thresholds are counted,
+where it could lift the best IoU over one of them. Once one component spans the frame
+with more than half the image's area, it is the largest at every lower threshold: the
+largest-contour sweep stops there.
 
 When two top-level components tie for the largest area with different boxes, the winner
 depends on OpenCV's list order; those thresholds are flagged and the caller resolves
