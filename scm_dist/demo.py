@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=None)
     p.add_argument("--val-images", type=int, default=None)
     p.add_argument("--image-size", type=int, default=None, help="synthetic image side (px)")
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--classes", type=int, default=5, help="shapes (2-10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for both models (repeatable), e.g. train.epochs=2")

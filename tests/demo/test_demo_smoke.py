@@ -67,10 +67,10 @@ def test_quick_demo_end_to_end_and_shard_reuse(tmp_path):
 
     # the second run reuses the shards (same files), --fresh rewrites them
     ok, reason = reusable_shards(out / "data", {"train": 128, "val": 32, "image_size": 64,
-                                                "classes": 10, "seed": 0})
+                                                "classes": 5, "seed": 0})
     assert ok, reason
     assert not reusable_shards(out / "data", {"train": 129, "val": 32, "image_size": 64,
-                                              "classes": 10, "seed": 0})[0]
+                                              "classes": 5, "seed": 0})[0]
     args = parse_args(["--quick", "--out", str(out)])
     assert (args.train_images, args.val_images, args.image_size) == (128, 32, 64)
 
@@ -78,8 +78,9 @@ def test_quick_demo_end_to_end_and_shard_reuse(tmp_path):
 def test_damaged_shards_are_not_reused(tmp_path):
     out = tmp_path / "d"
     subprocess.run([sys.executable, "-m", "data_shards", "synth", "--out", str(out), "--train",
-                    "16", "--val", "8", "--image-size", "32"], check=True, capture_output=True)
-    wanted = {"train": 16, "val": 8, "image_size": 32, "classes": 10, "seed": 0}
+                    "16", "--val", "8", "--image-size", "32",
+                    "--classes", "5"], check=True, capture_output=True)
+    wanted = {"train": 16, "val": 8, "image_size": 32, "classes": 5, "seed": 0}
     assert reusable_shards(out, wanted)[0]
     shard = next((out / "val").glob("*.tar"))
     shard.write_bytes(shard.read_bytes()[:-512])
