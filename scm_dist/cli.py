@@ -50,6 +50,7 @@ def train_main(argv: list[str] | None = None) -> None:
 
     summary = train(cfg)
     if int(os.environ.get("RANK", 0)) == 0:
+        summary.get("eval", {}).pop("config", None)  # already in <output_dir>/config.yaml
         print(json.dumps(summary, indent=2, default=str))
 
 
