@@ -9,6 +9,7 @@ host a process gets cores / processes threads, so "2 processes" share the same c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -93,8 +94,10 @@ def run(argv: list[str]) -> dict:
         from data_shards.cli import main as shards_main
 
         shards = tmp / "synthetic"
-        shards_main(["synth", "--out", str(shards), "--train", str(args.batch * args.steps * 2),
-                     "--val", "16", "--image-size", str(args.img_size)])
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the benchmark's JSON
+            shards_main(["synth", "--out", str(shards), "--train",
+                         str(args.batch * args.steps * 2), "--val", "16",
+                         "--image-size", str(args.img_size)])
         bare = spawn_local(_bare_loop, 1, (_config(args, shards, tmp / "bare", "accelerate",
                                                    "fp32", None),), threads=cores)[0]
         result["bare_pytorch_fp32_1proc_images_per_s"] = round(bare, 2)
