@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class RunLogger:
                              acc=f"{metrics.get('train/acc', 0):.1f}",
                              ips=f"{metrics.get('train/images_per_s', 0):.0f}")
         tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in record.items() if k != "time"))
+                            for k, v in record.items() if k != "time"), file=sys.stderr)
 
     def close(self) -> None:
         if self.enabled:
