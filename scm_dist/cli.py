@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any, Callable
 
 from .config import ConfigError, ExperimentConfig, load_config
 
@@ -42,13 +43,26 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None
         sys.exit(f"{parser.prog}: {err}")
 
 
+def _run(prog: str, work: Callable[[], Any]) -> Any:
+    """Run ``work``; an error that is the user's to fix becomes one line, not a traceback
+    per rank (ValueError covers bad values and checkpoints that do not match)."""
+    from .data import ShardError
+    from .engine import ResumeError, WorldSizeError
+
+    try:
+        return work()
+    except (FileNotFoundError, ValueError, ShardError, ResumeError, WorldSizeError) as err:
+        logging.getLogger(prog).debug("details", exc_info=True)
+        sys.exit(f"{prog}: error: {err}")
+
+
 def train_main(argv: list[str] | None = None) -> None:
     """``scm-train``: train (and evaluate when eval.after_train is set)."""
     _, cfg = _parse(_parser("scm-train", "Train SCM / TS-CAM with Accelerate or DeepSpeed."),
                     argv)
     from .engine import train
 
-    summary = train(cfg)
+    summary = _run("scm-train", lambda: train(cfg))
     if int(os.environ.get("RANK", 0)) == 0:
         summary.get("eval", {}).pop("config", None)  # already in <output_dir>/config.yaml
         print(json.dumps(summary, indent=2, default=str))
@@ -62,4 +76,4 @@ def eval_main(argv: list[str] | None = None) -> None:
     args, cfg = _parse(parser, argv)
     from .evaluation.run import evaluate
 
-    evaluate(cfg, args.checkpoint)
+    _run("scm-eval", lambda: evaluate(cfg, args.checkpoint))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (.pt/.pth)")
     parser.add_argument("--out", required=True, help="where to write the inference weights")
     args = parser.parse_args(argv)
-    counts = export_encoder(args.checkpoint, args.out)
+    try:
+        counts = export_encoder(args.checkpoint, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"scm-export: error: {err}")
     print(f"wrote {args.out}: {counts['kept']} tensors, dropped {counts['dropped_scm']} SCM "
           "parameters")
 
