@@ -57,14 +57,17 @@ def check_sizes(cfg: ExperimentConfig) -> None:
                          f"data.crop_size={cfg.data.crop_size}")
 
 
-def build_model(cfg: ExperimentConfig, num_classes: int) -> torch.nn.Module:
-    """The configured model, from ``model.pretrained`` when it names a file."""
-    kwargs: dict[str, Any] = dict(num_classes=num_classes, img_size=cfg.model.img_size,
+def build_model(cfg: ExperimentConfig, num_classes: int, img_size: int | None = None,
+                load_pretrained: bool = True) -> torch.nn.Module:
+    """The configured model (at ``img_size``, default ``model.img_size``), from
+    ``model.pretrained`` when it names a file and ``load_pretrained`` is set."""
+    kwargs: dict[str, Any] = dict(num_classes=num_classes,
+                                  img_size=img_size or cfg.model.img_size,
                                   drop_path_rate=cfg.model.drop_path_rate,
                                   attn_impl=cfg.model.attn_impl)
     if cfg.model.depth:
         kwargs["depth"] = cfg.model.depth
-    if cfg.model.pretrained:
+    if load_pretrained and cfg.model.pretrained:
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=cfg.model.pretrained))
     return create_wsol_model(cfg.model.name, **kwargs)
 

@@ -20,7 +20,8 @@ from ..config import ExperimentConfig, config_to_dict
 from ..data import build_eval_loader
 from ..engine.distributed import LaunchEnv
 from ..export import read_state_dict
-from ..models import convert_checkpoint, create_wsol_model
+from ..engine.loop import build_model
+from ..models import convert_checkpoint
 from .distributed import all_reduce_counts
 from .localization import LocalizationEvaluator
 from .pictures import save_panel, save_threshold_curves
@@ -51,10 +52,7 @@ def load_eval_model(cfg: ExperimentConfig, checkpoint: str | Path) -> torch.nn.M
     if cfg.model.num_classes and cfg.model.num_classes != num_classes:
         raise ValueError(f"{checkpoint} has {num_classes} classes but model.num_classes="
                          f"{cfg.model.num_classes}")
-    kwargs: dict[str, Any] = dict(num_classes=num_classes, img_size=cfg.data.eval_size)
-    if cfg.model.depth:
-        kwargs["depth"] = cfg.model.depth
-    model = create_wsol_model(cfg.model.name, **kwargs)
+    model = build_model(cfg, num_classes, img_size=cfg.data.eval_size, load_pretrained=False)
     model.load_state_dict(convert_checkpoint(state, model, source=str(checkpoint)))
     return model.eval()
 
@@ -83,8 +81,9 @@ def _draw_pictures(pictures: list[dict], results: dict, evaluator: LocalizationE
 @torch.no_grad()
 def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on every rank; rank 0 writes and returns the results."""
-    rank, world_size = _process_group(LaunchEnv.from_environment())
-    device = torch.device(f"cuda:{LaunchEnv.from_environment().local_rank}"
+    launch = LaunchEnv.from_environment()
+    rank, world_size = _process_group(launch)
+    device = torch.device(f"cuda:{launch.local_rank}"
                           if torch.cuda.is_available() else "cpu")
     model = load_eval_model(cfg, checkpoint).to(device)
     loader = build_eval_loader(cfg.data, rank=rank, world_size=world_size)
