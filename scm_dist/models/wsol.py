@@ -9,7 +9,7 @@ from torch import nn
 from .attention import AttentionImpl
 from .encoder import DeiTEncoder
 from .functional import minmax
-from .scm import SpatialCalibration
+from .scm import SCMImpl, SpatialCalibration
 
 
 class WSOLOutput(NamedTuple):
@@ -24,6 +24,9 @@ class WSOLOutput(NamedTuple):
 class DeiTWSOL(DeiTEncoder):
     """DeiT + conv head; with ``use_scm`` the training logits go through SCM.
 
+    ``attn_impl`` ("fused" | "naive") and ``scm_impl`` ("fast" | "literal") pick the
+    implementations; the defaults are the efficient ones, the others are references.
+
     Encoder parameters keep the classic timm ViT names (``patch_embed.proj``,
     ``blocks.{i}.attn.qkv``, ...), so DeiT and release checkpoints map one to one.
 
@@ -35,7 +38,7 @@ class DeiTWSOL(DeiTEncoder):
                  embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  use_scm: bool = False, attn_impl: AttentionImpl = "fused",
-                 in_chans: int = 3, **unused) -> None:
+                 scm_impl: SCMImpl = "fast", in_chans: int = 3, **unused) -> None:
         if unused:
             raise TypeError(f"unknown model arguments: {sorted(unused)}")
         if num_classes < 1:
@@ -44,7 +47,7 @@ class DeiTWSOL(DeiTEncoder):
                          qkv_bias, drop_path_rate, attn_impl, in_chans)
         self.num_classes = num_classes
         self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
-        self.scm = SpatialCalibration(self.grid_size) if use_scm else None
+        self.scm = SpatialCalibration(self.grid_size, impl=scm_impl) if use_scm else None
 
     def class_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class maps S [B, K, h, w] and the raw attention CAM A [B, N]."""

@@ -4,7 +4,8 @@ import itertools
 import pytest
 import torch
 
-from scm_dist.models import SpatialCalibration, grid_laplacian, minmax, newton_schulz_inverse
+from scm_dist.models import (SCM_IMPLS, SpatialCalibration, grid_laplacian, minmax,
+                             newton_schulz_apply_transpose, newton_schulz_inverse)
 
 # Hand-written Laplacians (L = D - Adj, 4-neighbour grid, row-major patches).
 LAPLACIAN_2X2 = [
@@ -80,18 +81,19 @@ def _direct_scm(class_maps, attention, lams, ts, iterations):
     return torch.stack(outputs)
 
 
+@pytest.mark.parametrize("impl", SCM_IMPLS)
 @pytest.mark.parametrize("grid", [(2, 2), (3, 3), (2, 3)])
 @pytest.mark.parametrize("lams,ts", [
     ((1.0, 1.0, 1.0, 1.0), (0.5, 0.5, 0.5, 0.5)),   # the initial values
     ((0.7, 1.3, 0.9, 1.1), (0.3, 0.8, 1.5, 0.6)),
     ((1.8, 0.2, 1.0, 2.5), (2.0, 0.1, 0.5, 1.0)),
 ])
-def test_scm_matches_direct_equations(grid, lams, ts):
+def test_scm_matches_direct_equations(impl, grid, lams, ts):
     torch.manual_seed(0)
     h, w = grid
     class_maps = torch.randn(3, 5, h, w, dtype=torch.float64)
     attention = torch.rand(3, h * w, dtype=torch.float64)
-    scm = SpatialCalibration(grid).double()
+    scm = SpatialCalibration(grid, impl=impl).double()
     with torch.no_grad():
         for layer, lam, t in zip(scm.layers, lams, ts):
             layer.lam.fill_(lam)
@@ -99,6 +101,42 @@ def test_scm_matches_direct_equations(grid, lams, ts):
     got = scm(class_maps, attention)
     want = _direct_scm(class_maps, attention, lams, ts, [16, 4, 4, 4])
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("grid", [(1, 4), (4, 5), (14, 14)])
+def test_fast_scm_gradients_equal_the_literal_ones(grid):
+    torch.manual_seed(4)
+    class_maps = torch.randn(2, 6, *grid, dtype=torch.float64, requires_grad=True)
+    class_maps.data[0, :, 0, 0] = 0   # a zero feature: Sim_ii = 0 on both paths
+    attention = torch.rand(2, grid[0] * grid[1], dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(2, 6, *grid, dtype=torch.float64)
+    results = []
+    for impl in SCM_IMPLS:
+        scm = SpatialCalibration(grid, impl=impl).double()
+        with torch.no_grad():
+            for layer, lam in zip(scm.layers, (0.8, 1.2, 1.0, 0.6)):
+                layer.lam.fill_(lam)
+        out = scm(class_maps, attention)
+        grads = torch.autograd.grad((out * weights).sum(),
+                                    (class_maps, attention, *scm.parameters()))
+        results.append((out, grads))
+    (fast, fast_grads), (literal, literal_grads) = results
+    torch.testing.assert_close(fast, literal, rtol=1e-9, atol=1e-9)
+    for got, want in zip(fast_grads, literal_grads):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+
+
+def test_newton_schulz_apply_transpose_is_the_literal_iterate_applied():
+    torch.manual_seed(5)
+    a = torch.randn(3, 7, 7, dtype=torch.float64)
+    m = (a @ a.transpose(1, 2) / 7 + torch.eye(7, dtype=torch.float64)).requires_grad_(True)
+    v = torch.rand(3, 7, dtype=torch.float64, requires_grad=True)
+    for iterations in (1, 2, 5):
+        want = (newton_schulz_inverse(m, iterations).transpose(1, 2) @ v.unsqueeze(-1))[..., 0]
+        torch.testing.assert_close(newton_schulz_apply_transpose(m, v, iterations), want)
+    x0 = (0.002 * m.detach().transpose(1, 2)).clone()
+    assert torch.autograd.gradcheck(
+        lambda mat, vec: newton_schulz_apply_transpose(mat, vec, 3, initial=x0), (m, v))
 
 
 def test_scm_changes_the_maps_and_learns_its_scalars():
