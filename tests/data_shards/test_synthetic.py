@@ -1,11 +1,13 @@
-"""The synthetic WSOL set: deterministic, class = shape (not colour, not position), exact boxes,
+"""The synthetic WSOL set: deterministic, class = shape and hue band (not position), exact boxes,
 and a centred box that does not localize well."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from data_shards.sources.synthetic import centred_box_accuracy, list_synthetic, render
+import cv2
+
+from data_shards.sources.synthetic import _class_colour, centred_box_accuracy, list_synthetic, render
 
 SIZE = 64
 
@@ -81,15 +83,21 @@ def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> floa
     return float((predicted == labels[half:]).mean())
 
 
-def test_class_is_the_shape_not_the_colour_or_the_position(rendered):
+def test_class_is_the_shape_and_hue_band_not_the_position(rendered):
     labels = np.array([l for _, l, _ in rendered])
     counts = np.bincount(labels, minlength=10)
     assert counts.min() > 0.6 * counts.mean()
-    colour = np.array([img[int(b[1]):int(b[3]) + 1, int(b[0]):int(b[2]) + 1].reshape(-1, 3).mean(0)
-                       for img, _, b in rendered])
     position = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for _, _, b in rendered])
-    assert _nearest_centroid_accuracy(colour, labels) < 0.2       # chance is 0.1
-    assert _nearest_centroid_accuracy(position, labels) < 0.2
+    assert _nearest_centroid_accuracy(position, labels) < 0.2       # chance is 0.1
+    rng = np.random.default_rng(0)
+    for classes in (2, 5, 10):
+        for label in range(classes):
+            rgb = np.stack([_class_colour(rng, label, classes) for _ in range(50)])
+            hsv = cv2.cvtColor(rgb.astype(np.uint8)[None], cv2.COLOR_RGB2HSV)[0].astype(int)
+            band = 180 / classes
+            assert (hsv[:, 0] >= np.floor(label * band)).all()
+            assert (hsv[:, 0] <= np.ceil((label + 1) * band)).all()
+            assert hsv[:, 1].min() >= 150 and np.ptp(hsv[:, 0]) > 0.3 * band
 
 
 def test_a_centred_box_does_not_localize_the_set():
