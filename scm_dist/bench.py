@@ -1,6 +1,6 @@
 """Benchmarks, one JSON object each: ``python -m scm_dist.bench NAME [--json] [options]``.
 
-Names: model (fused vs naive attention), train (backends, precisions, processes),
+Names: model (efficient vs naive model path), train (backends, precisions, processes),
 shards (conversion), loaders (WebDataset / FFCV / folder), eval (fast exact box search),
 all (every one, in that order).
 """
