@@ -24,12 +24,18 @@ from .search import correct_at
 IMAGENET_VAL_IMAGES = 50_000
 
 
-def literal_search(class_map: np.ndarray, settings: Any, boxes: np.ndarray,
-                   multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The literal protocol: one findContours per CAM threshold, then the hits."""
-    largest, every = literal_map_ious(scoremap(class_map, settings.image_size), settings.taus,
-                                      boxes)
-    return correct_at(largest, settings.iou_thresholds), correct_at(every, settings.iou_thresholds)
+def literal_search(settings: Any, maps: list[np.ndarray], gt_boxes: list[np.ndarray],
+                   multi_contour: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The literal protocol: one findContours per CAM threshold of every map, then the
+    hits (as :func:`scm_dist.evaluation.localization.fast_search`)."""
+    largest, every = [], []
+    for image_maps, boxes, multi in zip(maps, gt_boxes, multi_contour):
+        for class_map, all_contours in zip(image_maps, multi):
+            ious = literal_map_ious(scoremap(class_map, settings.image_size), settings.taus,
+                                    boxes)
+            largest.append(correct_at(ious[0], settings.iou_thresholds))
+            every.append(correct_at(ious[1], settings.iou_thresholds) * all_contours)
+    return np.stack(largest), np.stack(every)
 
 
 def model_like_batch(rng: np.random.Generator, images: int, classes: int, grid: int,

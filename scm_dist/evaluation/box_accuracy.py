@@ -7,7 +7,7 @@ import numpy as np
 
 from .pool import CountPool, split
 from .quantize import cam_thresholds, quantize
-from .search import map_hits
+from .search import maps_hits
 from .validation import check_boxes, check_scoremaps, check_thresholds
 
 
@@ -20,11 +20,9 @@ def best_over_thresholds(correct: np.ndarray, images: int, taus: np.ndarray) -> 
 
 def _box_counts(scoremaps: np.ndarray, gt_boxes: list[np.ndarray], taus: np.ndarray,
                 iou_thresholds: tuple[int, ...], multi_contour: bool) -> np.ndarray:
-    counts = np.zeros((len(iou_thresholds), len(taus)), np.int64)
-    for scoremap, boxes in zip(scoremaps, gt_boxes):
-        largest, every = map_hits(quantize(scoremap), taus, boxes, iou_thresholds, multi_contour)
-        counts += every if multi_contour else largest
-    return counts.ravel()
+    largest, every = maps_hits(quantize(scoremaps), taus, gt_boxes, np.arange(len(gt_boxes)),
+                               np.full(len(gt_boxes), multi_contour), iou_thresholds)
+    return (every if multi_contour else largest).sum(axis=0).ravel()
 
 
 class BoxAccuracy:

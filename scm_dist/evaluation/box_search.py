@@ -598,10 +598,27 @@ def map_search(image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contou
 
 
 @nb.njit(cache=True)
-def threshold_hits(ious: np.ndarray, index: np.ndarray, deltas: np.ndarray) -> np.ndarray:
-    """[n_delta, n_tau] int64: ``ious[index[tau]] >= delta``."""
-    out = np.empty((deltas.size, index.size), np.int64)
-    for d in range(deltas.size):
-        for i in range(index.size):
-            out[d, i] = ious[index[i]] >= deltas[d]
-    return out
+def maps_search(images: np.ndarray, taus: np.ndarray, gt: np.ndarray, gt_bounds: np.ndarray,
+                multi_contour: np.ndarray, deltas: np.ndarray):
+    """:func:`map_search` of every map ``images[i]`` against its GT boxes
+    ``gt[gt_bounds[i, 0]:gt_bounds[i, 1]]``, spread over the taus: per map and tau the
+    level, the largest contour's box, its tie flag and IoU, and the best IoU over every
+    contour (-1 where not ``multi_contour``)."""
+    n_maps, n_tau = images.shape[0], taus.size
+    levels = np.empty((n_maps, n_tau), np.int64)
+    boxes = np.empty((n_maps, n_tau, 4), np.int64)
+    ties = np.empty((n_maps, n_tau), np.bool_)
+    largest = np.empty((n_maps, n_tau))
+    every = np.full((n_maps, n_tau), -1.0)
+    for i in range(n_maps):
+        found = map_search(images[i], taus, gt[gt_bounds[i, 0]:gt_bounds[i, 1]],
+                           multi_contour[i], deltas)
+        for j in range(n_tau):
+            k = found[1][j]
+            levels[i, j] = found[0][k]
+            boxes[i, j] = found[2][k]
+            ties[i, j] = found[3][k]
+            largest[i, j] = found[4][k]
+            if multi_contour[i]:
+                every[i, j] = found[5][k]
+    return levels, boxes, ties, largest, every

@@ -34,8 +34,8 @@ import numpy as np
 from .box_accuracy import best_over_thresholds
 from .pool import CountPool, split
 from .quantize import cam_thresholds
-from .scoremaps import quantized_scoremap
-from .search import map_hits
+from .scoremaps import quantized_scoremaps
+from .search import maps_hits
 from .validation import as_numpy, check_boxes, check_finite, check_thresholds
 
 PROTOCOLS = ("wsol", "scm-release")
@@ -88,40 +88,44 @@ class _Settings:
         return CounterLayout(len(self.topk), len(self.iou_thresholds), len(self.taus))
 
 
-def fast_search(class_map: np.ndarray, settings: "_Settings", boxes: np.ndarray,
-                multi_contour: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Hits [n_iou, n_tau] of the largest contour's box, and (``multi_contour``) of the
-    best box over every contour, by the exact fast box search."""
-    return map_hits(quantized_scoremap(class_map, settings.image_size), settings.taus, boxes,
-                    settings.iou_thresholds, multi_contour)
+def fast_search(settings: "_Settings", maps: list[np.ndarray], gt_boxes: list[np.ndarray],
+                multi_contour: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Hits [n, n_iou, n_tau] of every map's largest contour's box and of the best box
+    over every contour (none where not ``multi_contour``), by the exact fast box search.
+    Per image: its maps [n_i, h, w], GT boxes and multi-contour flags [n_i]; the results
+    are the images' maps in turn."""
+    owner = np.repeat(np.arange(len(maps)), [len(image_maps) for image_maps in maps])
+    return maps_hits(quantized_scoremaps(np.concatenate(maps), settings.image_size),
+                     settings.taus, gt_boxes, owner, np.concatenate(multi_contour),
+                     settings.iou_thresholds)
 
 
 def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.ndarray],
                  ranked: np.ndarray, labels: np.ndarray, gt_boxes: list[np.ndarray],
                  search: Callable = fast_search) -> np.ndarray:
     """Counters of a chunk of images. Per image: the localization maps [n, h, w] of the
-    classes ``classes`` (the GT class and the top predictions) and the ranked top
-    predictions; ``search`` gives a map's hits per IoU and CAM threshold."""
+    classes ``classes`` (sorted: the GT class and the top predictions) and the ranked top
+    predictions; ``search`` gives the maps' hits (as :func:`fast_search`)."""
     flat = np.zeros(settings.layout.size, np.int64)
     view = settings.layout.views(flat)
     view["images"][0] = len(labels)
-    for image_maps, image_classes, top, label, boxes in zip(maps, classes, ranked, labels,
-                                                           gt_boxes):
-        hits = {}
-        for class_map, cls in zip(image_maps, image_classes):
-            largest, every = search(class_map, settings, boxes, bool(cls == label))
-            hits[int(cls)] = largest
-            if cls == label:
-                view["wsol_gt_known"] += largest
-                view["wsol_gt_known_all"] += every
-        for i, k in enumerate(settings.topk):
-            in_top = bool(label in top[:k])
-            any_hit = np.max([hits[int(c)] for c in top[:k]], axis=0)
-            view["cls"][i] += in_top
-            view["release_gt_known"][i] += any_hit
-            if in_top:
-                view["wsol_loc"][i] += hits[int(label)]
-                view["release_loc"][i] += any_hit
+    if not len(labels):
+        return flat
+    first = np.cumsum([0] + [len(c) for c in classes[:-1]])
+    gt_row = first + [np.searchsorted(c, label) for c, label in zip(classes, labels)]
+    top_row = first[:, None] + np.stack([np.searchsorted(c, top)
+                                         for c, top in zip(classes, ranked)])
+    largest, every = search(settings, maps, gt_boxes,
+                            [c == label for c, label in zip(classes, labels)])
+    view["wsol_gt_known"] += largest[gt_row].sum(axis=0)
+    view["wsol_gt_known_all"] += every[gt_row].sum(axis=0)
+    for i, k in enumerate(settings.topk):
+        in_top = (ranked[:, :k] == labels[:, None]).any(axis=1)
+        any_hit = largest[top_row[:, :k]].max(axis=1)
+        view["cls"][i] += in_top.sum()
+        view["release_gt_known"][i] += any_hit.sum(axis=0)
+        view["wsol_loc"][i] += largest[gt_row[in_top]].sum(axis=0)
+        view["release_loc"][i] += any_hit[in_top].sum(axis=0)
     return flat
 
 

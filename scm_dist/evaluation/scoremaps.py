@@ -9,10 +9,12 @@ from .contours import largest_contour_box
 from .quantize import integer_thresholds, quantize
 
 
-def resize_map(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (cv2.resize) of a float map [h, w] to ``size`` = (H, W), float32."""
+def resize_map(class_map: np.ndarray, size: tuple[int, int],
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear resize (cv2.resize) of a float map [h, w] to ``size`` = (H, W), float32
+    (into ``out`` when given: contiguous float32 [H, W])."""
     height, width = size
-    return cv2.resize(np.ascontiguousarray(class_map, np.float32), (width, height),
+    return cv2.resize(np.ascontiguousarray(class_map, np.float32), (width, height), dst=out,
                       interpolation=cv2.INTER_LINEAR)
 
 
@@ -32,27 +34,34 @@ def scoremap(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @nb.njit(cache=True)
 def _normalized_uint8(resized: np.ndarray) -> np.ndarray:
-    """``uint8(255 * (map - min) / max(map - min))`` with the reference's float32 steps
-    (the shifted maximum is exactly ``fl(max - min)``)."""
-    flat = resized.ravel()
-    low = flat[0]
-    high = flat[0]
-    for value in flat:
-        low = min(low, value)
-        high = max(high, value)
-    out = np.zeros(flat.size, np.uint8)
-    if low == high:
-        return out.reshape(resized.shape)
-    span = high - low
+    """Per map of ``resized`` [n, H, W]: ``uint8(255 * (map - min) / max(map - min))``
+    with the reference's float32 steps (the shifted maximum is exactly ``fl(max - min)``)."""
+    n_maps = resized.shape[0]
+    out = np.zeros(resized.shape, np.uint8)
     scale = np.float32(255)
-    for i in range(flat.size):
-        out[i] = np.uint8((flat[i] - low) / span * scale)
-    return out.reshape(resized.shape)
+    for m in range(n_maps):
+        flat = resized[m].ravel()
+        low = flat[0]
+        high = flat[0]
+        for value in flat:
+            low = min(low, value)
+            high = max(high, value)
+        if low == high:
+            continue
+        span = high - low
+        target = out[m].ravel()
+        for i in range(flat.size):
+            target[i] = np.uint8((flat[i] - low) / span * scale)
+    return out
 
 
-def quantized_scoremap(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``quantize(scoremap(class_map, size))`` in one pass (same float32 arithmetic)."""
-    return _normalized_uint8(resize_map(class_map, size))
+def quantized_scoremaps(class_maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``quantize(scoremap(m, size))`` of every map of ``class_maps`` [n, h, w] in one
+    pass (same float32 arithmetic): uint8 [n, H, W]."""
+    resized = np.empty((len(class_maps), *size), np.float32)
+    for class_map, target in zip(class_maps, resized):
+        resize_map(class_map, size, target)
+    return _normalized_uint8(resized)
 
 
 def localization_box(class_map: np.ndarray, size: tuple[int, int],
