@@ -16,7 +16,8 @@ from data_shards.sources.common import LayoutError
 from data_shards.sources.cub import list_cub
 from data_shards.sources.folder import list_folder
 from data_shards.sources.imagenet import ANNOTATION_FORMATS, list_imagenet
-from data_shards.sources.synthetic import describe_baseline, list_synthetic, resolve_count
+from data_shards.sources.synthetic import (GENERATOR_VERSION, describe_baseline, list_synthetic,
+                                          resolve_count)
 
 log = logging.getLogger("scm-shards")
 
@@ -118,7 +119,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             continue
         listing = list_synthetic(split, count, args.classes, args.image_size, args.seed,
                                  args.jpeg_quality, args.workers)
-        arguments = _arguments(args) | describe_baseline(listing)
+        arguments = (_arguments(args) | {"generator_version": GENERATOR_VERSION}
+                     | describe_baseline(listing))
         convert_listing(listing, args.out, _options(args, FORMATS, split == "train"), arguments)
         print(describe_split(args.out / split))
     return 0

@@ -41,8 +41,10 @@ class DemoError(RuntimeError):
 
 
 def _synth_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    from data_shards.sources.synthetic import GENERATOR_VERSION
+
     return {"train": args.train_images, "val": args.val_images, "image_size": args.image_size,
-            "classes": args.classes, "seed": args.seed}
+            "classes": args.classes, "seed": args.seed, "generator_version": GENERATOR_VERSION}
 
 
 def reusable_shards(data_dir: Path, wanted: dict[str, Any]) -> tuple[bool, str]:

@@ -26,6 +26,7 @@ from data_shards.images import encode_jpeg
 from data_shards.records import SourceListing, SourceRecord
 from data_shards.sources.common import LayoutError
 
+GENERATOR_VERSION = 2        # bump when the pixels change: re-runs then re-synthesize
 SHAPES = ("ellipse", "rectangle", "triangle", "star", "cross", "ring", "hexagon", "crescent",
           "arrow", "hourglass")
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scm_dist.demo import centred_scoremap, parse_args, reusable_shards
+from data_shards.sources.synthetic import GENERATOR_VERSION
+from scm_dist.demo import _synth_arguments, centred_scoremap, parse_args, reusable_shards
 from scm_dist.evaluation import LocalizationEvaluator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,13 +67,14 @@ def test_quick_demo_end_to_end_and_shard_reuse(tmp_path):
     assert "SCM" in first.stdout and "centred box" in first.stdout
 
     # the second run reuses the shards (same files), --fresh rewrites them
-    ok, reason = reusable_shards(out / "data", {"train": 128, "val": 32, "image_size": 64,
-                                                "classes": 5, "seed": 0})
-    assert ok, reason
-    assert not reusable_shards(out / "data", {"train": 129, "val": 32, "image_size": 64,
-                                              "classes": 5, "seed": 0})[0]
     args = parse_args(["--quick", "--out", str(out)])
     assert (args.train_images, args.val_images, args.image_size) == (128, 32, 64)
+    wanted = _synth_arguments(args)
+    ok, reason = reusable_shards(out / "data", wanted)
+    assert ok, reason
+    assert not reusable_shards(out / "data", {**wanted, "train": 129})[0]
+    # shards from an older generator are made again
+    assert not reusable_shards(out / "data", {**wanted, "generator_version": GENERATOR_VERSION + 1})[0]
 
 
 def test_damaged_shards_are_not_reused(tmp_path):
@@ -80,7 +82,8 @@ def test_damaged_shards_are_not_reused(tmp_path):
     subprocess.run([sys.executable, "-m", "data_shards", "synth", "--out", str(out), "--train",
                     "16", "--val", "8", "--image-size", "32",
                     "--classes", "5"], check=True, capture_output=True)
-    wanted = {"train": 16, "val": 8, "image_size": 32, "classes": 5, "seed": 0}
+    wanted = {"train": 16, "val": 8, "image_size": 32, "classes": 5, "seed": 0,
+              "generator_version": GENERATOR_VERSION}
     assert reusable_shards(out, wanted)[0]
     shard = next((out / "val").glob("*.tar"))
     shard.write_bytes(shard.read_bytes()[:-512])
