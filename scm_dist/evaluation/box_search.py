@@ -91,17 +91,20 @@ def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 _REPS, _N_REPS, _CELL_GAIN, _EULER_GAIN = _neighbour_tables()
-_NO_PIXEL = np.int32(-1)
 _MAX_OPENCV_SETTLED = 8
+# Indices are unsigned (numba checks every signed index for wraparound, which doubles
+# the cost of the sweeps); offsets to the left or up wrap around modulo 2**64.
+_U = np.uint64
+_ONE = _U(1)
 
 
 @nb.njit(cache=True, inline="always")
-def _find(parent: np.ndarray, p: int) -> int:
+def _find(parent: np.ndarray, p: np.uint64) -> np.uint64:
     root = p
     while parent[root] != root:
-        root = parent[root]
+        root = _U(parent[root])
     while parent[p] != root:
-        nxt = parent[p]
+        nxt = _U(parent[p])
         parent[p] = root
         p = nxt
     return root
@@ -109,7 +112,7 @@ def _find(parent: np.ndarray, p: int) -> int:
 
 @nb.njit(cache=True, inline="always")
 def _start(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarray,
-           n_roots: int, c: int, x: int, y: int) -> int:
+           n_roots: np.uint64, c: np.uint64, x: int, y: int) -> np.uint64:
     """Component ``c`` starts as pixel (x, y) and joins the active roots; their new count."""
     box[c, 0] = x
     box[c, 1] = y
@@ -118,12 +121,12 @@ def _start(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarr
     dirty[c] = True
     slot[c] = n_roots
     roots[n_roots] = c
-    return n_roots + 1
+    return n_roots + _ONE
 
 
 @nb.njit(cache=True, inline="always")
 def _absorb(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarray,
-            n_roots: int, root: int, other: int) -> int:
+            n_roots: np.uint64, root: np.uint64, other: np.uint64) -> np.uint64:
     """Root ``other`` merged into ``root``: join the boxes, drop ``other`` from the active
     roots; their new count."""
     box[root, 0] = min(box[root, 0], box[other, 0])
@@ -135,12 +138,12 @@ def _absorb(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndar
 
 
 @nb.njit(cache=True, inline="always")
-def _drop(slot: np.ndarray, roots: np.ndarray, n_roots: int, c: int) -> int:
+def _drop(slot: np.ndarray, roots: np.ndarray, n_roots: np.uint64, c: np.uint64) -> np.uint64:
     """Remove ``c`` from the active roots; their new count."""
-    last = roots[n_roots - 1]
+    last = roots[n_roots - _ONE]
     roots[slot[c]] = last
     slot[last] = slot[c]
-    return n_roots - 1
+    return n_roots - _ONE
 
 
 @nb.njit(cache=True)
@@ -222,35 +225,40 @@ def fill_holes(image: np.ndarray) -> np.ndarray:
 
 @nb.njit(cache=True)
 def _descending_order(image: np.ndarray):
-    """Pixels sorted by decreasing value (counting sort): padded-grid index, x, y, and
+    """Pixels sorted by decreasing value (counting sort), each as ``y << 32 | x``, and
     ``starts[255 - v]``, where the pixels of value v begin in that order."""
     height, width = image.shape
-    starts = np.zeros(257, np.int64)
+    starts = np.zeros(257, np.uint64)
     for y in range(height):
         for x in range(width):
-            starts[256 - image[y, x]] += 1
+            starts[_U(256 - image[y, x])] += _ONE
     for key in range(1, 257):
         starts[key] += starts[key - 1]
     fill = starts.copy()
-    order = np.empty(height * width, np.int32)
-    xs = np.empty(height * width, np.int32)
-    ys = np.empty(height * width, np.int32)
+    order = np.empty(height * width, np.uint64)
     for y in range(height):
+        row = image[y]
         for x in range(width):
-            key = 255 - image[y, x]
-            j = fill[key]
-            order[j] = (y + 1) * (width + 2) + x + 1
-            xs[j] = x
-            ys[j] = y
-            fill[key] = j + 1
-    return order, xs, ys, starts
+            key = _U(255 - row[x])
+            order[fill[key]] = _U(y) << _U(32) | _U(x)
+            fill[key] += _ONE
+    return order, starts
+
+
+@nb.njit(cache=True, inline="always")
+def _pixel(packed: np.uint64, padded_width: np.uint64) -> tuple[np.uint64, int, int]:
+    """Padded-grid index, x and y of a pixel of :func:`_descending_order`."""
+    y = packed >> _U(32)
+    x = packed & _U(0xFFFFFFFF)
+    return (y + _ONE) * padded_width + x + _ONE, np.int64(x), np.int64(y)
 
 
 @nb.njit(cache=True)
 def _ring_offsets(padded_width: int) -> np.ndarray:
-    offsets = np.empty(8, np.int64)
+    """Padded-grid offsets of the ring neighbours (negative ones wrap around)."""
+    offsets = np.empty(8, np.uint64)
     for k in range(8):
-        offsets[k] = _RING[k][0] * padded_width + _RING[k][1]
+        offsets[k] = _U(_RING[k][0] * padded_width + _RING[k][1])
     return offsets
 
 
@@ -266,18 +274,17 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     ``want_iou``: holes whose boxes could beat that IoU), and whether holes could
     change which component is the largest.
     """
-    order, xs, ys, starts = _descending_order(image)
+    order, starts = _descending_order(image)
     largest, tie, best_iou, has_holes, cover, uncertain = _sweep(
-        image, order, xs, ys, starts, thresholds, gt, want_largest, want_iou)
+        image, order, starts, thresholds, gt, want_largest, want_iou)
     if want_iou:
         has_holes &= cover > best_iou
     return largest, tie, best_iou, has_holes, uncertain
 
 
 @nb.njit(cache=True)
-def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-           starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray, want_largest: bool,
-           want_iou: bool):
+def _sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray, thresholds: np.ndarray,
+           gt: np.ndarray, want_largest: bool, want_iou: bool):
     """:func:`component_sweep` over pixels already sorted by :func:`_descending_order`.
 
     Each pixel stores the id of the component it joined; the union-find runs over
@@ -288,23 +295,23 @@ def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
     the components' own cells; outer contours also enclose the holes).
     """
     height, width = image.shape
-    pw = width + 2
-    offsets = _ring_offsets(pw)
-    added = np.zeros((height + 2) * pw, np.uint8)   # small: the neighbour masks stay in cache
-    label = np.empty((height + 2) * pw, np.int32)    # component id, for added pixels
+    pw = _U(width + 2)
+    offsets = _ring_offsets(width + 2)
+    added = np.zeros((height + 2) * (width + 2), np.uint8)   # small: masks stay in cache
+    label = np.empty((height + 2) * (width + 2), np.uint32)  # component id, for added pixels
     # one id per pixel at most (arrays that grow inside the loop would slow numba down)
     capacity = order.size
-    parent = np.empty(capacity, np.int32)
+    parent = np.empty(capacity, np.uint32)
     size = np.empty(capacity, np.int32)
     box = np.empty((capacity, 4), np.int32)      # x0, y0, x1, y1 of the pixels
     area2 = np.empty(capacity, np.int64)         # twice the outer contour's area
     cached_iou = np.empty(capacity, np.float64)
     cached_cover = np.empty(capacity, np.float64)
     dirty = np.empty(capacity, np.bool_)
-    slot = np.empty(capacity, np.int32)          # position of a root in ``roots``
-    roots = np.empty(capacity, np.int32)         # active component roots
-    n_ids = 0
-    n_roots = 0
+    slot = np.empty(capacity, np.uint32)         # position of a root in ``roots``
+    roots = np.empty(capacity, np.uint32)        # active component roots
+    n_ids = _U(0)
+    n_roots = _U(0)
 
     n_thr = thresholds.size
     largest = np.zeros((n_thr, 4), np.int64)
@@ -314,29 +321,28 @@ def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
     best_cover = np.zeros(n_thr)
     uncertain = np.zeros(n_thr, np.bool_)
     euler4 = 0                                   # 4 * (components - holes)
-    done = 0                                     # pixels with value > current level added
+    done = _U(0)                                 # pixels with value > current level added
     for t in range(n_thr - 1, -1, -1):
-        stop = starts[255 - thresholds[t]] if thresholds[t] < 255 else 0
+        stop = starts[255 - thresholds[t]] if thresholds[t] < 255 else _U(0)
         for j in range(done, stop):
-            p = order[j]
-            mask = (added[p - pw] | (added[p - pw + 1] << 1) | (added[p + 1] << 2)
-                    | (added[p + pw + 1] << 3) | (added[p + pw] << 4) | (added[p + pw - 1] << 5)
-                    | (added[p - 1] << 6) | (added[p - pw - 1] << 7))
+            p, x, y = _pixel(order[j], pw)
+            mask = _U(added[p - pw] | (added[p - pw + _ONE] << 1) | (added[p + _ONE] << 2)
+                      | (added[p + pw + _ONE] << 3) | (added[p + pw] << 4)
+                      | (added[p + pw - _ONE] << 5) | (added[p - _ONE] << 6)
+                      | (added[p - pw - _ONE] << 7))
             added[p] = 1
             euler4 += _EULER_GAIN[mask]
-            x = xs[j]
-            y = ys[j]
             n_groups = _N_REPS[mask]
             if n_groups == 0:
                 c = n_ids
-                n_ids += 1
+                n_ids += _ONE
                 label[p] = c
                 parent[c] = c
                 size[c] = 1
                 area2[c] = 0
                 n_roots = _start(box, dirty, slot, roots, n_roots, c, x, y)
                 continue
-            root = _find(parent, label[p + offsets[_REPS[mask, 0]]])
+            root = _find(parent, _U(label[p + offsets[_REPS[mask, 0]]]))
             label[p] = root
             size[root] += 1
             area2[root] += _CELL_GAIN[mask]
@@ -353,7 +359,7 @@ def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
                 box[root, 3] = y
                 dirty[root] = True
             for i in range(1, n_groups):
-                other = _find(parent, label[p + offsets[_REPS[mask, i]]])
+                other = _find(parent, _U(label[p + offsets[_REPS[mask, i]]]))
                 if other == root:
                     continue
                 if size[other] > size[root]:
@@ -363,17 +369,17 @@ def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
                 area2[root] += area2[other]
                 n_roots = _absorb(box, dirty, slot, roots, n_roots, root, other)
         done = max(done, stop)
-        has_holes[t] = 4 * n_roots != euler4
+        has_holes[t] = 4 * np.int64(n_roots) != euler4
         if n_roots == 0:
             continue
         if want_largest:
             best = roots[0]
-            for i in range(1, n_roots):
+            for i in range(n_roots):
                 r = roots[i]
                 if area2[r] > area2[best]:
                     best = r
                     tie[t] = False
-                elif area2[r] == area2[best] and (
+                elif area2[r] == area2[best] and r != best and (
                         box[r, 0] != box[best, 0] or box[r, 1] != box[best, 1]
                         or box[r, 2] != box[best, 2] or box[r, 3] != box[best, 3]):
                     tie[t] = True
@@ -418,13 +424,13 @@ def _sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
     return largest, tie, best_iou, has_holes, best_cover, uncertain
 
 
-_FRAME = 0   # component id of the padding frame and every background pixel reaching it
+_FRAME = _U(0)   # component id of the padding frame and every background pixel reaching it
+_NO_PIXEL = np.uint32(0xFFFFFFFF)
 
 
 @nb.njit(cache=True)
-def hole_sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-               starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-               wanted: np.ndarray) -> np.ndarray:
+def hole_sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray,
+               thresholds: np.ndarray, gt: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Best IoU of any hole border's protocol box with ``gt`` at the ``wanted``
     thresholds (-1: none, or not wanted).
 
@@ -434,48 +440,45 @@ def hole_sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndar
     component, has them all; it stops after the last wanted threshold.
     """
     height, width = image.shape
-    pw = width + 2
-    n = (height + 2) * pw
-    label = np.full(n, _NO_PIXEL, np.int32)      # component id of background pixels
-    for x in range(pw):
-        label[x] = _FRAME
-        label[n - pw + x] = _FRAME
+    pw = _U(width + 2)
+    n = (height + 2) * (width + 2)
+    label = np.full(n, _NO_PIXEL, np.uint32)     # component id of background pixels
+    label[:width + 2] = _FRAME
+    label[n - width - 2:] = _FRAME
     for y in range(1, height + 1):
-        label[y * pw] = _FRAME
-        label[y * pw + width + 1] = _FRAME
+        label[y * (width + 2)] = _FRAME
+        label[y * (width + 2) + width + 1] = _FRAME
     capacity = order.size + 1                   # one id per pixel at most, and the frame's
-    parent = np.empty(capacity, np.int32)
+    parent = np.empty(capacity, np.uint32)
     size = np.empty(capacity, np.int32)
     box = np.empty((capacity, 4), np.int32)     # x0, y0, x1, y1 of the hole's pixels
     cached_iou = np.empty(capacity, np.float64)
     dirty = np.empty(capacity, np.bool_)
-    slot = np.empty(capacity, np.int32)
-    roots = np.empty(capacity, np.int32)        # ids of the holes
+    slot = np.empty(capacity, np.uint32)
+    roots = np.empty(capacity, np.uint32)       # ids of the holes
     parent[_FRAME] = _FRAME
     size[_FRAME] = n
-    n_ids = 1
-    n_roots = 0
+    n_ids = _ONE
+    n_roots = _U(0)
     best_iou = np.full(thresholds.size, -1.0)
     last = -1
     for t in range(thresholds.size):
         if wanted[t]:
             last = t
-    neighbours = (-pw, -1, 1, pw)
-    j = order.size - 1
+    neighbours = (_U(0) - pw, _U(0) - _ONE, _ONE, pw)
+    j = _U(order.size)
     for t in range(last + 1):
         stop = starts[255 - thresholds[t]]
-        while j >= stop:
-            p = order[j]
-            x = xs[j]
-            y = ys[j]
-            j -= 1
-            root = -1
+        while j > stop:
+            j -= _ONE
+            p, x, y = _pixel(order[j], pw)
+            root = _U(_NO_PIXEL)
             for k in range(4):
                 q = label[p + neighbours[k]]
                 if q == _NO_PIXEL:
                     continue
-                other = _find(parent, q)
-                if root == -1:
+                other = _find(parent, _U(q))
+                if root == _NO_PIXEL:
                     root = other
                     continue
                 if other == root:
@@ -488,9 +491,9 @@ def hole_sweep(image: np.ndarray, order: np.ndarray, xs: np.ndarray, ys: np.ndar
                 else:
                     size[root] += size[other]
                     n_roots = _absorb(box, dirty, slot, roots, n_roots, root, other)
-            if root == -1:
+            if root == _NO_PIXEL:
                 root = n_ids
-                n_ids += 1
+                n_ids += _ONE
                 parent[root] = root
                 size[root] = 1
                 n_roots = _start(box, dirty, slot, roots, n_roots, root, x, y)
@@ -554,13 +557,13 @@ def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     ``best >= delta`` goes for every delta (hole boxes that cannot change that are
     skipped); with an empty ``deltas`` it is exact.
     """
-    order, xs, ys, starts = _descending_order(image)
+    order, starts = _descending_order(image)
     boxes, ties, best, has_holes, cover, uncertain = _sweep(
-        image, order, xs, ys, starts, thresholds, gt, True, multi_contour)
+        image, order, starts, thresholds, gt, True, multi_contour)
     if multi_contour:
         wanted = _holes_wanted(has_holes, best, cover, deltas)
         if wanted.any():
-            best = np.maximum(best, hole_sweep(image, order, xs, ys, starts, thresholds, gt,
+            best = np.maximum(best, hole_sweep(image, order, starts, thresholds, gt,
                                                wanted))
     # A few uncertain thresholds are cheaper to settle with OpenCV (as ties) than by a
     # second sweep over the hole-filled map.
