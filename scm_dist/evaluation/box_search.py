@@ -52,33 +52,42 @@ def _quad_euler(corners: int) -> int:
     return {1: 1, 3: -1}.get(bin(corners).count("1"), 0)
 
 
-def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per mask of already-foreground neighbours: one ring index per group of mutually
-    8-connected neighbours (they are in one component already, so one union each),
-    the group count, the number of 2x2 cells that reach 3 or 4 foreground corners, and
-    the change of four times the Euler number (components - holes) when the pixel
-    turns foreground."""
-    reps = np.zeros((256, 4), np.int64)
-    counts = np.zeros(256, np.int64)
+def _groups(mask: int, four: bool) -> list[int]:
+    """First ring index of each group of the ring neighbours in ``mask`` that are
+    connected among themselves (8-adjacent, or with ``four`` 4-adjacent: then only the
+    groups holding a 4-neighbour of the pixel, the ones it joins)."""
+    members = [k for k in range(8) if mask >> k & 1]
+    group = {k: k for k in members}
+
+    def root(k: int) -> int:
+        while group[k] != k:
+            k = group[k]
+        return k
+
+    for a in members:
+        for b in members:
+            (ya, xa), (yb, xb) = _RING[a], _RING[b]
+            if (abs(ya - yb) + abs(xa - xb) if four else max(abs(ya - yb), abs(xa - xb))) == 1:
+                group[root(a)] = root(b)
+    joined = {root(k) for k in members if not four or k % 2 == 0}
+    return sorted(min(k for k in members if root(k) == r) for r in joined)
+
+
+def _neighbour_tables() -> tuple[np.ndarray, ...]:
+    """Per mask of already-added neighbours: one ring index per group of mutually
+    8-connected foreground neighbours (they are in one component already, so one union
+    each) and the group count; the same for 4-connected background neighbours; the
+    number of 2x2 cells that reach 3 or 4 foreground corners, and the change of four
+    times the Euler number (components - holes) when the pixel turns foreground."""
+    reps = np.zeros((2, 256, 4), np.int64)
+    counts = np.zeros((2, 256), np.int64)
     cell_gain = np.zeros(256, np.int64)
     euler_gain = np.zeros(256, np.int64)
     for mask in range(256):
-        members = [k for k in range(8) if mask >> k & 1]
-        group = {k: k for k in members}
-
-        def root(k: int) -> int:
-            while group[k] != k:
-                k = group[k]
-            return k
-
-        for a in members:
-            for b in members:
-                (ya, xa), (yb, xb) = _RING[a], _RING[b]
-                if max(abs(ya - yb), abs(xa - xb)) == 1:
-                    group[root(a)] = root(b)
-        firsts = sorted({root(k) for k in members})
-        counts[mask] = len(firsts)
-        reps[mask, :len(firsts)] = firsts
+        for four in (0, 1):
+            firsts = _groups(mask, bool(four))
+            counts[four, mask] = len(firsts)
+            reps[four, mask, :len(firsts)] = firsts
         cell_gain[mask] = sum(bin(mask & cell).count("1") >= 2 for cell in _CELLS)
         for cell in _CELLS:
             # the cell's corners in ring order around it: the pixel, then its 3 neighbours
@@ -87,10 +96,10 @@ def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
                 others = [mask >> 6 & 1, mask >> 7 & 1, mask & 1]
             before = sum(bit << (i + 1) for i, bit in enumerate(others))
             euler_gain[mask] += _quad_euler(before | 1) - _quad_euler(before)
-    return reps, counts, cell_gain, euler_gain
+    return reps[0], counts[0], reps[1], counts[1], cell_gain, euler_gain
 
 
-_REPS, _N_REPS, _CELL_GAIN, _EULER_GAIN = _neighbour_tables()
+_REPS, _N_REPS, _REPS4, _N_REPS4, _CELL_GAIN, _EULER_GAIN = _neighbour_tables()
 _MAX_OPENCV_SETTLED = 8
 # Indices are unsigned (numba checks every signed index for wraparound, which doubles
 # the cost of the sweeps); offsets to the left or up wrap around modulo 2**64.
@@ -253,6 +262,14 @@ def _pixel(packed: np.uint64, padded_width: np.uint64) -> tuple[np.uint64, int, 
     return (y + _ONE) * padded_width + x + _ONE, np.int64(x), np.int64(y)
 
 
+@nb.njit(cache=True, inline="always")
+def _ring_mask(added: np.ndarray, p: np.uint64, pw: np.uint64) -> np.uint64:
+    """Bit k set when ring neighbour k of padded-grid pixel ``p`` is added."""
+    return _U(added[p - pw] | (added[p - pw + _ONE] << 1) | (added[p + _ONE] << 2)
+              | (added[p + pw + _ONE] << 3) | (added[p + pw] << 4) | (added[p + pw - _ONE] << 5)
+              | (added[p - _ONE] << 6) | (added[p - pw - _ONE] << 7))
+
+
 @nb.njit(cache=True)
 def _ring_offsets(padded_width: int) -> np.ndarray:
     """Padded-grid offsets of the ring neighbours (negative ones wrap around)."""
@@ -326,10 +343,7 @@ def _sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray, thresholds:
         stop = starts[255 - thresholds[t]] if thresholds[t] < 255 else _U(0)
         for j in range(done, stop):
             p, x, y = _pixel(order[j], pw)
-            mask = _U(added[p - pw] | (added[p - pw + _ONE] << 1) | (added[p + _ONE] << 2)
-                      | (added[p + pw + _ONE] << 3) | (added[p + pw] << 4)
-                      | (added[p + pw - _ONE] << 5) | (added[p - _ONE] << 6)
-                      | (added[p - pw - _ONE] << 7))
+            mask = _ring_mask(added, p, pw)
             added[p] = 1
             euler4 += _EULER_GAIN[mask]
             n_groups = _N_REPS[mask]
@@ -425,7 +439,6 @@ def _sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray, thresholds:
 
 
 _FRAME = _U(0)   # component id of the padding frame and every background pixel reaching it
-_NO_PIXEL = np.uint32(0xFFFFFFFF)
 
 
 @nb.njit(cache=True)
@@ -442,12 +455,14 @@ def hole_sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray,
     height, width = image.shape
     pw = _U(width + 2)
     n = (height + 2) * (width + 2)
-    label = np.full(n, _NO_PIXEL, np.uint32)     # component id of background pixels
-    label[:width + 2] = _FRAME
-    label[n - width - 2:] = _FRAME
-    for y in range(1, height + 1):
-        label[y * (width + 2)] = _FRAME
-        label[y * (width + 2) + width + 1] = _FRAME
+    offsets = _ring_offsets(width + 2)
+    added = np.zeros(n, np.uint8)               # background pixels so far, and the frame
+    label = np.empty(n, np.uint32)              # component id of added pixels
+    for p in range(n):
+        y, x = divmod(p, width + 2)
+        if y == 0 or x == 0 or y == height + 1 or x == width + 1:
+            added[p] = 1
+            label[p] = _FRAME
     capacity = order.size + 1                   # one id per pixel at most, and the frame's
     parent = np.empty(capacity, np.uint32)
     size = np.empty(capacity, np.int32)
@@ -465,22 +480,26 @@ def hole_sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray,
     for t in range(thresholds.size):
         if wanted[t]:
             last = t
-    neighbours = (_U(0) - pw, _U(0) - _ONE, _ONE, pw)
     j = _U(order.size)
     for t in range(last + 1):
         stop = starts[255 - thresholds[t]]
         while j > stop:
             j -= _ONE
             p, x, y = _pixel(order[j], pw)
-            root = _U(_NO_PIXEL)
-            for k in range(4):
-                q = label[p + neighbours[k]]
-                if q == _NO_PIXEL:
-                    continue
-                other = _find(parent, _U(q))
-                if root == _NO_PIXEL:
-                    root = other
-                    continue
+            mask = _ring_mask(added, p, pw)
+            added[p] = 1
+            n_groups = _N_REPS4[mask]
+            if n_groups == 0:
+                root = n_ids
+                n_ids += _ONE
+                parent[root] = root
+                size[root] = 1
+                n_roots = _start(box, dirty, slot, roots, n_roots, root, x, y)
+                label[p] = root
+                continue
+            root = _find(parent, _U(label[p + offsets[_REPS4[mask, 0]]]))
+            for i in range(1, n_groups):
+                other = _find(parent, _U(label[p + offsets[_REPS4[mask, i]]]))
                 if other == root:
                     continue
                 if other == _FRAME or (root != _FRAME and size[other] > size[root]):
@@ -491,13 +510,7 @@ def hole_sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray,
                 else:
                     size[root] += size[other]
                     n_roots = _absorb(box, dirty, slot, roots, n_roots, root, other)
-            if root == _NO_PIXEL:
-                root = n_ids
-                n_ids += _ONE
-                parent[root] = root
-                size[root] = 1
-                n_roots = _start(box, dirty, slot, roots, n_roots, root, x, y)
-            elif root != _FRAME:
+            if root != _FRAME:
                 size[root] += 1
                 box[root, 0] = min(box[root, 0], x)
                 box[root, 1] = min(box[root, 1], y)
