@@ -27,7 +27,8 @@ class ModelConfig:
     drop_path_rate: float = 0.1
     depth: int = 0                   # >0: override the number of blocks (small demo models)
     pretrained: str = ""             # local checkpoint file (DeiT, release or own); "" = random
-    attn_impl: str = "fused"         # fused | naive
+    attn_impl: str = "fused"         # fused | naive (materialised attention, reference)
+    scm_impl: str = "fast"           # fast | literal (SCM_SPEC.md step by step, reference)
 
 
 @dataclass

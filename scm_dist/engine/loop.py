@@ -64,7 +64,8 @@ def build_model(cfg: ExperimentConfig, num_classes: int, img_size: int | None = 
     kwargs: dict[str, Any] = dict(num_classes=num_classes,
                                   img_size=img_size or cfg.model.img_size,
                                   drop_path_rate=cfg.model.drop_path_rate,
-                                  attn_impl=cfg.model.attn_impl)
+                                  attn_impl=cfg.model.attn_impl,
+                                  scm_impl=cfg.model.scm_impl)
     if cfg.model.depth:
         kwargs["depth"] = cfg.model.depth
     if load_pretrained and cfg.model.pretrained:
