@@ -40,6 +40,7 @@ from .validation import as_numpy, check_boxes, check_finite, check_thresholds
 
 PROTOCOLS = ("wsol", "scm-release")
 HEADLINE_IOU = 50
+_BLOCK = 32   # maps resized and searched together (their float maps stay in cache)
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,16 @@ def fast_search(settings: "_Settings", maps: list[np.ndarray], gt_boxes: list[np
     over every contour (none where not ``multi_contour``), by the exact fast box search.
     Per image: its maps [n_i, h, w], GT boxes and multi-contour flags [n_i]; the results
     are the images' maps in turn."""
+    every_map = np.concatenate(maps)
     owner = np.repeat(np.arange(len(maps)), [len(image_maps) for image_maps in maps])
-    return maps_hits(quantized_scoremaps(np.concatenate(maps), settings.image_size),
-                     settings.taus, gt_boxes, owner, np.concatenate(multi_contour),
-                     settings.iou_thresholds)
+    multi = np.concatenate(multi_contour)
+    hits = [maps_hits(quantized_scoremaps(every_map[block], settings.image_size),
+                      settings.taus, gt_boxes, owner[block], multi[block],
+                      settings.iou_thresholds)
+            for block in (slice(start, start + _BLOCK)
+                          for start in range(0, len(every_map), _BLOCK))]
+    return (np.concatenate([largest for largest, _ in hits]),
+            np.concatenate([every for _, every in hits]))
 
 
 def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.ndarray],

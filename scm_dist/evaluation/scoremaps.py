@@ -33,22 +33,18 @@ def scoremap(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def _normalized_uint8(resized: np.ndarray) -> np.ndarray:
-    """Per map of ``resized`` [n, H, W]: ``uint8(255 * (map - min) / max(map - min))``
-    with the reference's float32 steps (the shifted maximum is exactly ``fl(max - min)``)."""
-    n_maps = resized.shape[0]
+def _normalized_uint8(resized: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
+    """Per map of ``resized`` [n, H, W] with its ``lows`` and ``highs``:
+    ``uint8(255 * (map - min) / max(map - min))`` with the reference's float32 steps
+    (the shifted maximum is exactly ``fl(max - min)``)."""
     out = np.zeros(resized.shape, np.uint8)
     scale = np.float32(255)
-    for m in range(n_maps):
-        flat = resized[m].ravel()
-        low = flat[0]
-        high = flat[0]
-        for value in flat:
-            low = min(low, value)
-            high = max(high, value)
-        if low == high:
+    for m in range(resized.shape[0]):
+        low = lows[m]
+        if low == highs[m]:
             continue
-        span = high - low
+        span = highs[m] - low
+        flat = resized[m].ravel()
         target = out[m].ravel()
         for i in range(flat.size):
             target[i] = np.uint8((flat[i] - low) / span * scale)
@@ -56,12 +52,12 @@ def _normalized_uint8(resized: np.ndarray) -> np.ndarray:
 
 
 def quantized_scoremaps(class_maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``quantize(scoremap(m, size))`` of every map of ``class_maps`` [n, h, w] in one
-    pass (same float32 arithmetic): uint8 [n, H, W]."""
+    """``quantize(scoremap(m, size))`` of every map of ``class_maps`` [n, h, w] (same
+    float32 arithmetic): uint8 [n, H, W]."""
     resized = np.empty((len(class_maps), *size), np.float32)
     for class_map, target in zip(class_maps, resized):
         resize_map(class_map, size, target)
-    return _normalized_uint8(resized)
+    return _normalized_uint8(resized, resized.min(axis=(1, 2)), resized.max(axis=(1, 2)))
 
 
 def localization_box(class_map: np.ndarray, size: tuple[int, int],
