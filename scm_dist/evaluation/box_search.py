@@ -233,9 +233,27 @@ def fill_holes(image: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def _descending_order(image: np.ndarray):
-    """Pixels sorted by decreasing value (counting sort), each as ``y << 32 | x``, and
-    ``starts[255 - v]``, where the pixels of value v begin in that order."""
+def workspace(height: int, width: int):
+    """Work arrays of the sweeps of a height x width map, reused map after map (fresh
+    ones cost page faults): the added flags and component ids of the padded grid; per
+    component id (one per pixel at most, and the frame's) its parent, size, box
+    (x0, y0, x1, y1 of its pixels), twice its area, cached IoU and GT cover, whether its
+    box changed since, its position among the active roots and those roots; the
+    sorted pixels."""
+    padded = (height + 2) * (width + 2)
+    capacity = height * width + 1
+    return (np.empty(padded, np.uint8), np.empty(padded, np.uint32),
+            np.empty(capacity, np.uint32), np.empty(capacity, np.int32),
+            np.empty((capacity, 4), np.int32), np.empty(capacity, np.int64),
+            np.empty(capacity), np.empty(capacity), np.empty(capacity, np.bool_),
+            np.empty(capacity, np.uint32), np.empty(capacity, np.uint32),
+            np.empty(height * width, np.uint64))
+
+
+@nb.njit(cache=True)
+def _descending_order(image: np.ndarray, order: np.ndarray):
+    """Pixels sorted by decreasing value (counting sort) into ``order``, each as
+    ``y << 32 | x``, and ``starts[255 - v]``, where the pixels of value v begin there."""
     height, width = image.shape
     starts = np.zeros(257, np.uint64)
     for y in range(height):
@@ -244,14 +262,13 @@ def _descending_order(image: np.ndarray):
     for key in range(1, 257):
         starts[key] += starts[key - 1]
     fill = starts.copy()
-    order = np.empty(height * width, np.uint64)
     for y in range(height):
         row = image[y]
         for x in range(width):
             key = _U(255 - row[x])
             order[fill[key]] = _U(y) << _U(32) | _U(x)
             fill[key] += _ONE
-    return order, starts
+    return starts
 
 
 @nb.njit(cache=True, inline="always")
@@ -291,18 +308,20 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     ``want_iou``: holes whose boxes could beat that IoU), and whether holes could
     change which component is the largest.
     """
-    order, starts = _descending_order(image)
+    work = workspace(*image.shape)
+    starts = _descending_order(image, work[-1])
     largest, tie, best_iou, has_holes, cover, uncertain = _sweep(
-        image, order, starts, thresholds, gt, want_largest, want_iou)
+        image, starts, thresholds, gt, want_largest, want_iou, work)
     if want_iou:
         has_holes &= cover > best_iou
     return largest, tie, best_iou, has_holes, uncertain
 
 
 @nb.njit(cache=True)
-def _sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray, thresholds: np.ndarray,
-           gt: np.ndarray, want_largest: bool, want_iou: bool):
-    """:func:`component_sweep` over pixels already sorted by :func:`_descending_order`.
+def _sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
+           want_largest: bool, want_iou: bool, work: tuple):
+    """:func:`component_sweep` over pixels already sorted by :func:`_descending_order`
+    (into ``work``, a :func:`workspace`).
 
     Each pixel stores the id of the component it joined; the union-find runs over
     those ids, which are few, so it stays in cache. Returns the largest boxes, ties,
@@ -314,19 +333,9 @@ def _sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray, thresholds:
     height, width = image.shape
     pw = _U(width + 2)
     offsets = _ring_offsets(width + 2)
-    added = np.zeros((height + 2) * (width + 2), np.uint8)   # small: masks stay in cache
-    label = np.empty((height + 2) * (width + 2), np.uint32)  # component id, for added pixels
-    # one id per pixel at most (arrays that grow inside the loop would slow numba down)
-    capacity = order.size
-    parent = np.empty(capacity, np.uint32)
-    size = np.empty(capacity, np.int32)
-    box = np.empty((capacity, 4), np.int32)      # x0, y0, x1, y1 of the pixels
-    area2 = np.empty(capacity, np.int64)         # twice the outer contour's area
-    cached_iou = np.empty(capacity, np.float64)
-    cached_cover = np.empty(capacity, np.float64)
-    dirty = np.empty(capacity, np.bool_)
-    slot = np.empty(capacity, np.uint32)         # position of a root in ``roots``
-    roots = np.empty(capacity, np.uint32)        # active component roots
+    added, label, parent, size, box, area2, cached_iou, cached_cover, dirty, slot, roots, \
+        order = work
+    added[:] = 0
     n_ids = _U(0)
     n_roots = _U(0)
 
@@ -442,35 +451,29 @@ _FRAME = _U(0)   # component id of the padding frame and every background pixel 
 
 
 @nb.njit(cache=True)
-def hole_sweep(image: np.ndarray, order: np.ndarray, starts: np.ndarray,
-               thresholds: np.ndarray, gt: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+def hole_sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
+               wanted: np.ndarray, work: tuple) -> np.ndarray:
     """Best IoU of any hole border's protocol box with ``gt`` at the ``wanted``
     thresholds (-1: none, or not wanted).
 
     The holes of ``image > T`` are the background (``<= T``) 4-connected components
     that do not reach the frame. One union-find sweep in increasing order (the reverse
     of :func:`_descending_order`) over the background, with the padding frame as one
-    component, has them all; it stops after the last wanted threshold.
+    component, has them all; it stops after the last wanted threshold. The pixels are
+    sorted into ``work`` (a :func:`workspace`) by :func:`_descending_order`.
     """
     height, width = image.shape
     pw = _U(width + 2)
     n = (height + 2) * (width + 2)
     offsets = _ring_offsets(width + 2)
-    added = np.zeros(n, np.uint8)               # background pixels so far, and the frame
-    label = np.empty(n, np.uint32)              # component id of added pixels
+    # added: background pixels so far, and the frame
+    added, label, parent, size, box, _, cached_iou, _, dirty, slot, roots, order = work
+    added[:] = 0
     for p in range(n):
         y, x = divmod(p, width + 2)
         if y == 0 or x == 0 or y == height + 1 or x == width + 1:
             added[p] = 1
             label[p] = _FRAME
-    capacity = order.size + 1                   # one id per pixel at most, and the frame's
-    parent = np.empty(capacity, np.uint32)
-    size = np.empty(capacity, np.int32)
-    box = np.empty((capacity, 4), np.int32)     # x0, y0, x1, y1 of the hole's pixels
-    cached_iou = np.empty(capacity, np.float64)
-    dirty = np.empty(capacity, np.bool_)
-    slot = np.empty(capacity, np.uint32)
-    roots = np.empty(capacity, np.uint32)       # ids of the holes
     parent[_FRAME] = _FRAME
     size[_FRAME] = n
     n_ids = _ONE
@@ -561,23 +564,22 @@ def _holes_wanted(has_holes: np.ndarray, best: np.ndarray, cover: np.ndarray,
 
 @nb.njit(cache=True)
 def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-                  multi_contour: bool, deltas: np.ndarray):
+                  multi_contour: bool, deltas: np.ndarray, work: tuple):
     """Per threshold (ascending, distinct): the largest contour's box, whether a tie
     leaves it to OpenCV's contour order, and (``multi_contour``) the best IoU of any
     contour's box with ``gt`` (-1 when there is no contour).
 
     With IoU thresholds ``deltas`` (non-empty), the best IoU is exact only as far as
     ``best >= delta`` goes for every delta (hole boxes that cannot change that are
-    skipped); with an empty ``deltas`` it is exact.
+    skipped); with an empty ``deltas`` it is exact. ``work``: a :func:`workspace`.
     """
-    order, starts = _descending_order(image)
+    starts = _descending_order(image, work[-1])
     boxes, ties, best, has_holes, cover, uncertain = _sweep(
-        image, order, starts, thresholds, gt, True, multi_contour)
+        image, starts, thresholds, gt, True, multi_contour, work)
     if multi_contour:
         wanted = _holes_wanted(has_holes, best, cover, deltas)
         if wanted.any():
-            best = np.maximum(best, hole_sweep(image, order, starts, thresholds, gt,
-                                               wanted))
+            best = np.maximum(best, hole_sweep(image, starts, thresholds, gt, wanted, work))
     # A few uncertain thresholds are cheaper to settle with OpenCV (as ties) than by a
     # second sweep over the hole-filled map.
     if uncertain.sum() > _MAX_OPENCV_SETTLED:
@@ -590,7 +592,7 @@ def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
 
 @nb.njit(cache=True)
 def map_search(image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contour: bool,
-               deltas: np.ndarray):
+               deltas: np.ndarray, work: tuple):
     """:func:`search_levels` at the protocol's levels ``int(tau * max(image))``.
 
     Returns the distinct levels, each tau's index into them, and per level: the
@@ -604,7 +606,7 @@ def map_search(image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contou
         per_tau[i] = np.int64(taus[i] * top)
     levels = np.unique(per_tau)
     index = np.searchsorted(levels, per_tau)
-    boxes, ties, best = search_levels(image, levels, gt, multi_contour, deltas)
+    boxes, ties, best = search_levels(image, levels, gt, multi_contour, deltas, work)
     if multi_contour:
         empty = _best_iou(0, 0, 0, 0, gt)
         for t in range(best.size):
@@ -626,9 +628,10 @@ def maps_search(images: np.ndarray, taus: np.ndarray, gt: np.ndarray, gt_bounds:
     ties = np.empty((n_maps, n_tau), np.bool_)
     largest = np.empty((n_maps, n_tau))
     every = np.full((n_maps, n_tau), -1.0)
+    work = workspace(images.shape[1], images.shape[2])
     for i in range(n_maps):
         found = map_search(images[i], taus, gt[gt_bounds[i, 0]:gt_bounds[i, 1]],
-                           multi_contour[i], deltas)
+                           multi_contour[i], deltas, work)
         for j in range(n_tau):
             k = found[1][j]
             levels[i, j] = found[0][k]

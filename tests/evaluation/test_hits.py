@@ -5,7 +5,7 @@ import pytest
 
 from literal_protocol import literal_ious
 from maps import noise, quantised_noise, rings, smooth_upsampled, structured_maps
-from scm_dist.evaluation.box_search import _descending_order, hole_sweep
+from scm_dist.evaluation.box_search import _descending_order, hole_sweep, workspace
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
 from scm_dist.evaluation.search import map_hits, map_ious
 
@@ -69,14 +69,16 @@ def test_hole_sweep_answers_only_the_wanted_thresholds():
         image = quantize(scoremap)
         levels = np.unique(integer_thresholds(TAUS, image))
         gt = random_gt(rng, image.shape)
-        order = _descending_order(image)
-        everywhere = hole_sweep(image, *order, levels, gt, np.ones(levels.size, np.bool_))
+        work = workspace(*image.shape)
+        starts = _descending_order(image, work[-1])
+        everywhere = hole_sweep(image, starts, levels, gt, np.ones(levels.size, np.bool_), work)
         wanted = rng.random(levels.size) < 0.3
-        some = hole_sweep(image, *order, levels, gt, wanted)
+        some = hole_sweep(image, starts, levels, gt, wanted, work)
         np.testing.assert_array_equal(some[wanted], everywhere[wanted])
         assert (some[~wanted] == -1).all()
     image = quantize(thick_ring())
     levels = np.unique(integer_thresholds(TAUS, image))
-    best = hole_sweep(image, *_descending_order(image), levels, np.array([[9, 9, 31, 31]]),
-                      np.ones(levels.size, np.bool_))
+    work = workspace(*image.shape)
+    best = hole_sweep(image, _descending_order(image, work[-1]), levels,
+                      np.array([[9, 9, 31, 31]]), np.ones(levels.size, np.bool_), work)
     assert levels.size == 100 and (best == 1.0).all()     # the hole at every level
