@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from literal_protocol import literal_boxes, literal_ious
-from maps import (noise, quantised_noise, smooth_upsampled, structured_maps)
+from maps import (noise, quantised_noise, rings, smooth_upsampled, structured_maps, thin_lines,
+                  tied_maxima)
 from scm_dist.evaluation.box_search import component_sweep
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
-from scm_dist.evaluation.search import map_ious
+from scm_dist.evaluation.search import map_ious, maps_ious
 
 TAUS = cam_thresholds(0.01)
 
@@ -102,3 +103,23 @@ def test_holes_count_in_the_largest_contour(blob_value):
     assert_identical(scoremap, np.array([[5, 5, 25, 25]]))
     # the hole's own box [6-1, 6-1, 23+2, 23+2] is a candidate with every contour
     assert_identical(scoremap, np.array([[6, 6, 23, 23]]))
+
+
+def test_many_maps_in_one_call_equal_the_literal_protocol_map_by_map():
+    """One call reuses its work arrays map after map; GT boxes shared by several maps,
+    multi-contour on some: every map's results are still its own literal ones."""
+    rng = np.random.default_rng(11)
+    maps = [rings(rng, 40), thin_lines(rng, 40), tied_maxima(rng, 40), noise(rng, (40, 40)),
+            quantised_noise(rng, (40, 40), 3), smooth_upsampled(rng, grid=8, size=40),
+            ring_and_blob(1.0)[:40, :40], np.zeros((40, 40), np.float32), rings(rng, 40)]
+    gt = [random_gt(rng, (40, 40)) for _ in range(4)]
+    owner = rng.integers(0, len(gt), len(maps))
+    multi = np.arange(len(maps)) % 2 == 0
+    found = maps_ious(quantize(np.stack(maps)), TAUS, gt, owner, multi)
+    for i, scoremap in enumerate(maps):
+        largest = np.concatenate(literal_boxes(scoremap, TAUS, multi_contour=False))
+        np.testing.assert_array_equal(found.largest_boxes[i], largest)
+        np.testing.assert_array_equal(found.largest_iou[i],
+                                      literal_ious(scoremap, TAUS, gt[owner[i]], False))
+        every = literal_ious(scoremap, TAUS, gt[owner[i]], True) if multi[i] else -1.0
+        np.testing.assert_array_equal(found.all_iou[i], np.broadcast_to(every, TAUS.shape))

@@ -20,6 +20,16 @@ def test_fused_quantisation_equals_resize_minmax_then_uint8():
         assert reference.max() in (0, 255)
 
 
+def test_quantised_maps_of_one_call_are_each_maps_own():
+    """Several maps in one call (a constant one among them): each as if alone."""
+    rng = np.random.default_rng(1)
+    class_maps = (rng.normal(size=(5, 7, 9)) * rng.uniform(1e-2, 1e2, (5, 1, 1))).astype(np.float32)
+    class_maps[2] = 3.0
+    together = quantized_scoremaps(class_maps, (50, 70))
+    for class_map, quantized in zip(class_maps, together):
+        np.testing.assert_array_equal(quantized, quantize(scoremap(class_map, (50, 70))))
+
+
 def test_benchmark_reports_identical_counts_and_rates():
     result = run(["--images", "6", "--literal-images", "3", "--classes", "8", "--grid", "7",
                   "--size", "56", "--workers", "2", "--json"])
