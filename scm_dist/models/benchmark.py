@@ -2,8 +2,9 @@
 
 Paths: ``efficient`` (the default: fused class-token attention, fast SCM), ``naive``
 (materialised attention, literal SCM: the spec step by step) and ``naive_attention``
-(materialised attention, fast SCM), which isolates what each part gives. Each path runs
-in its own fresh process. Reported per path: train-step images/s and memory. Memory on GPU: the CUDA allocator's peak above the resident weights/optimizer.
+(materialised attention, fast SCM), which isolates what each part gives. The paths run in
+one fresh process with their timed steps interleaved (a change of load on a shared host hits
+them alike); step times are medians. Reported per path: train-step images/s and memory. Memory on GPU: the CUDA allocator's peak above the resident weights/optimizer.
 On CPU PyTorch keeps no allocator peak, so the figures are the bytes autograd saves for
 backward (measured with saved-tensor hooks, each storage counted once): over the whole
 model (``activation_memory_mb``, the dominant part of a train step's peak) and in the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import statistics
 import sys
 import time
 
@@ -84,54 +86,74 @@ PATHS = {"efficient": ("fused", "fast"), "naive": ("naive", "literal"),
          "naive_attention": ("naive", "fast")}
 
 
-def _measure(path: str, args: argparse.Namespace, device: str, queue) -> None:
-    import timm
+class _TrainStep:
+    """One path's model, optimizer and fixed batch; ``__call__`` runs one train step."""
 
-    import scm_dist  # noqa: F401  (registers the models in this child process)
+    def __init__(self, path: str, args: argparse.Namespace, device: str) -> None:
+        import timm
 
-    torch.manual_seed(0)
-    attn_impl, scm_impl = PATHS[path]
-    model = timm.create_model(args.model, num_classes=1000, img_size=args.img_size,
-                              attn_impl=attn_impl, scm_impl=scm_impl).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
-    labels = torch.randint(0, 1000, (args.batch,), device=device)
+        import scm_dist  # noqa: F401  (registers the models in this process)
 
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        torch.manual_seed(0)
+        attn_impl, scm_impl = PATHS[path]
+        self.model = timm.create_model(args.model, num_classes=1000, img_size=args.img_size,
+                                       attn_impl=attn_impl, scm_impl=scm_impl).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+        self.labels = torch.randint(0, 1000, (args.batch,), device=device)
+        self.device = device
+
+    def __call__(self) -> None:
+        loss = torch.nn.functional.cross_entropy(self.model(self.images), self.labels)
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()  # warm-up: allocates the optimizer state
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        resident = torch.cuda.memory_allocated()
-    start, start_cpu = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    result = {"images_per_s": round(args.batch * args.steps / elapsed, 2),
-              "images_per_cpu_s": round(args.batch * args.steps / cpu, 3),
-              "step_s": round(elapsed / args.steps, 3)}
-    if device == "cuda":
-        result["peak_step_memory_mb"] = round(
-            (torch.cuda.max_memory_allocated() - resident) / 2**20, 1)
-    meter = SavedTensorMeter(model)
-    with meter.hooks:  # one more step, untimed, to count what autograd saves
-        step()
-    result["activation_memory_mb"] = round(meter.activation_bytes / 2**20, 1)
-    result["attention_memory_mb"] = round(meter.attention_bytes / 2**20, 1)
-    queue.put(result)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
 
 
-def _run_path(path: str, args: argparse.Namespace, device: str) -> dict:
+def _measure(args: argparse.Namespace, device: str, queue) -> None:
+    """Every path in one process, their timed steps interleaved (one step of each path per
+    round, the order rotating), so a change of load hits all paths alike; medians."""
+    steps = {path: _TrainStep(path, args, device) for path in PATHS}
+    for step in steps.values():
+        step()  # warm-up: allocates the optimizer state
+    wall: dict[str, list[float]] = {path: [] for path in PATHS}
+    cpu: dict[str, list[float]] = {path: [] for path in PATHS}
+    peak: dict[str, float] = {path: 0.0 for path in PATHS}
+    order = list(PATHS)
+    for round_index in range(args.steps):
+        for path in order[round_index % len(order):] + order[:round_index % len(order)]:
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                resident = torch.cuda.memory_allocated()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            steps[path]()
+            wall[path].append(time.perf_counter() - start)
+            cpu[path].append(time.process_time() - start_cpu)
+            if device == "cuda":
+                peak[path] = max(peak[path], torch.cuda.max_memory_allocated() - resident)
+    results = {}
+    for path, step in steps.items():
+        step_s, cpu_s = statistics.median(wall[path]), statistics.median(cpu[path])
+        result = {"images_per_s": round(args.batch / step_s, 2),
+                  "images_per_cpu_s": round(args.batch / cpu_s, 3),
+                  "step_s": round(step_s, 3)}
+        if device == "cuda":
+            result["peak_step_memory_mb"] = round(peak[path] / 2**20, 1)
+        meter = SavedTensorMeter(step.model)
+        with meter.hooks:  # one more step, untimed, to count what autograd saves
+            step()
+        result["activation_memory_mb"] = round(meter.activation_bytes / 2**20, 1)
+        result["attention_memory_mb"] = round(meter.attention_bytes / 2**20, 1)
+        results[path] = result
+    queue.put(results)
+
+
+def _run_paths(args: argparse.Namespace, device: str) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(path, args, device, queue))
+    proc = ctx.Process(target=_measure, args=(args, device, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -144,14 +166,14 @@ def run(argv: list[str]) -> dict:
     parser.add_argument("--model", default="deit_scm_small_patch16_224")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per path")
     args, _ = parser.parse_known_args(argv)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     result: dict = {"benchmark": "model", "model": args.model, "batch": args.batch,
                     "img_size": args.img_size, "timed_steps": args.steps,
                     "torch_threads": torch.get_num_threads()}
     for device in devices:
-        runs = {path: _run_path(path, args, device) for path in PATHS}
+        runs = _run_paths(args, device)
         efficient, naive = runs["efficient"], runs["naive"]
         summary = {**runs,
                    "speedup": round(efficient["images_per_s"] / naive["images_per_s"], 3),
