@@ -5,7 +5,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .box_search import best_box_iou, maps_search
+from .box_search.maps import maps_search
+from .box_search.scoring import best_box_iou
 from .contours import largest_contour_box
 
 _EXACT = np.zeros(0)   # no IoU thresholds: every IoU exact

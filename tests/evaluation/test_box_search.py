@@ -5,7 +5,7 @@ import pytest
 from literal_protocol import literal_boxes, literal_ious
 from maps import (noise, quantised_noise, rings, smooth_upsampled, structured_maps, thin_lines,
                   tied_maxima)
-from scm_dist.evaluation.box_search import component_sweep
+from scm_dist.evaluation.box_search.components import component_sweep
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
 from scm_dist.evaluation.search import map_ious, maps_ious
 

@@ -5,7 +5,8 @@ import pytest
 
 from literal_protocol import literal_ious
 from maps import noise, quantised_noise, rings, smooth_upsampled, structured_maps
-from scm_dist.evaluation.box_search import _descending_order, hole_sweep, workspace
+from scm_dist.evaluation.box_search.holes import hole_sweep
+from scm_dist.evaluation.box_search.union_find import _descending_order, workspace
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
 from scm_dist.evaluation.search import map_hits, map_ious
 
