@@ -15,6 +15,7 @@ Two implementations with the same outputs and gradients (up to rounding):
 """
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -48,6 +49,16 @@ def grid_edges(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     sources = torch.cat([index[:, :-1].flatten(), index[:-1, :].flatten()])
     targets = torch.cat([index[:, 1:].flatten(), index[1:, :].flatten()])
     return sources, targets
+
+
+@functools.lru_cache(maxsize=16)
+def calibration_positions(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Flat [N * N] indices of M's non-zeros: the diagonal, then the grid's edges both ways
+    (in :func:`grid_edges` order); a constant of the grid, built once per grid and device."""
+    n = height * width
+    sources, targets = grid_edges(height, width)
+    diagonal = torch.arange(n) * (n + 1)
+    return torch.cat([diagonal, sources * n + targets, targets * n + sources]).to(device)
 
 
 def cosine_similarity_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -130,16 +141,14 @@ class SCMLayer(nn.Module):
             return laplacian * (self.lam * cosine_similarity_matrix(class_maps.flatten(2)) - 1)
         height, width = class_maps.shape[2:]
         n = height * width
-        sources, targets = grid_edges(height, width)
-        diagonal_index = torch.arange(n) * (n + 1)
-        positions = torch.cat([diagonal_index, sources * n + targets, targets * n + sources])
         edges, diagonal = grid_cosine_similarity(class_maps)
         # L_ii is the degree; off the diagonal L_ij = -1 on the edges and 0 elsewhere
         neighbours = 1 - self.lam * edges
         values = torch.cat([laplacian.diagonal() * (self.lam * diagonal - 1), neighbours,
                             neighbours], dim=1)
         matrix = values.new_zeros(values.shape[0], n * n)
-        return matrix.index_copy(1, positions.to(values.device), values).view(-1, n, n)
+        positions = calibration_positions(height, width, values.device)
+        return matrix.index_copy(1, positions, values).view(-1, n, n)
 
     def propagate(self, class_maps: torch.Tensor, cam: torch.Tensor, laplacian: torch.Tensor,
                   initial: torch.Tensor | None = None) -> torch.Tensor:
