@@ -84,3 +84,14 @@ def structured_maps(rng):
     for family in (rings, thin_lines, checkerboard, border_blobs, tied_maxima):
         for _ in range(12):
             yield family(rng)
+
+
+def random_gt(rng, shape, most=2):
+    """1 to ``most`` random GT boxes (x0, y0, x1, y1) inside a map of ``shape``."""
+    height, width = shape
+    boxes = []
+    for _ in range(rng.integers(1, most + 1)):
+        x0, x1 = sorted(rng.integers(0, width, 2))
+        y0, y1 = sorted(rng.integers(0, height, 2))
+        boxes.append([x0, y0, x1, y1])
+    return np.array(boxes)

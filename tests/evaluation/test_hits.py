@@ -4,23 +4,13 @@ import numpy as np
 import pytest
 
 from literal_protocol import literal_ious
-from maps import noise, quantised_noise, rings, smooth_upsampled, structured_maps
+from maps import noise, quantised_noise, random_gt, rings, smooth_upsampled, structured_maps
 from scm_dist.evaluation.box_search.holes import hole_sweep
 from scm_dist.evaluation.box_search.union_find import _descending_order, workspace
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
 from scm_dist.evaluation.search import map_hits, map_ious
 
 TAUS = cam_thresholds(0.01)
-
-
-def random_gt(rng, shape):
-    height, width = shape
-    boxes = []
-    for _ in range(rng.integers(1, 3)):
-        x0, x1 = sorted(rng.integers(0, width, 2))
-        y0, y1 = sorted(rng.integers(0, height, 2))
-        boxes.append([x0, y0, x1, y1])
-    return np.array(boxes)
 
 
 def literal_hits(scoremap, gt, iou_thresholds, multi_contour):
