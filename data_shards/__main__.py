@@ -1,4 +1,5 @@
 """``python -m data_shards`` runs the ``scm-shards`` command line."""
+
 import sys
 
 from data_shards.cli import main

@@ -7,6 +7,7 @@ full 50,000-image val annotation set with tiny stand-ins in both formats.
 
 Wired as ``python -m scm_dist.bench shards --json``; ``run(args)`` returns the JSON dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,13 @@ DEFAULT_CLASSES = IMAGENET_CLASSES
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench shards", description=__doc__)
     p.add_argument("--images", type=int, default=1000, help="real-size stand-in images to convert")
-    p.add_argument("--metadata", type=Path, default=DEFAULT_META, help="wsolevaluation ILSVRC metadata folder")
+    p.add_argument(
+        "--metadata", type=Path, default=DEFAULT_META, help="wsolevaluation ILSVRC metadata folder"
+    )
     p.add_argument("--classes", type=Path, default=DEFAULT_CLASSES, help="wnid list (val_folder_new.txt)")
-    p.add_argument("--scale", action="store_true", help="also convert all 50,000 val annotations (tiny images)")
+    p.add_argument(
+        "--scale", action="store_true", help="also convert all 50,000 val annotations (tiny images)"
+    )
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--json", action="store_true", help="accepted for the bench runner; output is JSON anyway")
     return p
@@ -47,8 +52,12 @@ def _timed_convert(listing, out: Path, formats: tuple[str, ...], workers: int) -
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
         manifest = convert_listing(listing, out, options, {})
     seconds = time.perf_counter() - start
-    result = {"workers": workers, "formats": list(formats), "seconds": round(seconds, 2),
-              "images_per_s": round(manifest.total_samples / seconds, 1)}
+    result = {
+        "workers": workers,
+        "formats": list(formats),
+        "seconds": round(seconds, 2),
+        "images_per_s": round(manifest.total_samples / seconds, 1),
+    }
     for fmt in formats:
         total = sum(s.bytes for s in manifest.shards_of(fmt))
         result[f"{fmt}_bytes_per_image"] = round(total / manifest.total_samples)
@@ -62,8 +71,11 @@ def _decode_baseline(listing) -> dict:
         with Image.open(record.path) as image:
             image.load()
     seconds = time.perf_counter() - start
-    return {"what": "PIL decode of every source image, 1 process", "seconds": round(seconds, 2),
-            "images_per_s": round(len(listing.records) / seconds, 1)}
+    return {
+        "what": "PIL decode of every source image, 1 process",
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(listing.records) / seconds, 1),
+    }
 
 
 def run(args: list[str]) -> dict:
@@ -77,11 +89,17 @@ def run(args: list[str]) -> dict:
         listing = _limited_listing(root, opts)
         source_bytes = sum(Path(r.path).stat().st_size for r in listing.records)
         result = {
-            "input": {"images": len(listing.records), "kind": "real ImageNet val sizes, generated JPEG q90",
-                      "source_bytes_per_image": round(source_bytes / len(listing.records))},
+            "input": {
+                "images": len(listing.records),
+                "kind": "real ImageNet val sizes, generated JPEG q90",
+                "source_bytes_per_image": round(source_bytes / len(listing.records)),
+            },
             "baseline_decode_only": _decode_baseline(listing),
-            "runs": [_timed_convert(listing, work / "out", formats, workers)
-                     for formats in ((FORMAT_WEBDATASET,), (FORMAT_FFCV,), FORMATS) for workers in (1, 2)],
+            "runs": [
+                _timed_convert(listing, work / "out", formats, workers)
+                for formats in ((FORMAT_WEBDATASET,), (FORMAT_FFCV,), FORMATS)
+                for workers in (1, 2)
+            ],
             "cpu_count": os.cpu_count(),
         }
         if opts.scale:
@@ -110,11 +128,16 @@ def _scale(opts: argparse.Namespace, work: Path) -> dict:
     listing = list_imagenet(root, "val", opts.metadata, "wsol", opts.classes)
     prepared = time.perf_counter() - start
     run_result = _timed_convert(listing, work / "out50k", FORMATS, 2)
-    return {"images": count, "boxes": sum(len(r.boxes) for r in listing.records),
-            "standin_build_and_listing_seconds": round(prepared, 1), **run_result}
+    return {
+        "images": count,
+        "boxes": sum(len(r.boxes) for r in listing.records),
+        "standin_build_and_listing_seconds": round(prepared, 1),
+        **run_result,
+    }
 
 
 if __name__ == "__main__":
     import json
     import sys
+
     print(json.dumps(run(sys.argv[1:]), indent=1))

@@ -1,12 +1,13 @@
 """``scm-shards``: convert datasets to WebDataset / FFCV shards, make the synthetic set, verify, describe."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from data_shards.convert import ConversionError, ConvertOptions, convert_listing
 from data_shards.manifest import describe_split, split_dirs, verify_split
@@ -16,8 +17,7 @@ from data_shards.sources.common import LayoutError
 from data_shards.sources.cub import list_cub
 from data_shards.sources.folder import list_folder
 from data_shards.sources.imagenet import ANNOTATION_FORMATS, list_imagenet
-from data_shards.sources.synthetic import (GENERATOR_VERSION, describe_baseline, list_synthetic,
-                                          resolve_count)
+from data_shards.sources.synthetic import GENERATOR_VERSION, describe_baseline, list_synthetic, resolve_count
 
 log = logging.getLogger("scm-shards")
 
@@ -33,7 +33,12 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per split)")
     p.add_argument("--shard-size-mb", type=float, default=256.0, help="target WebDataset shard size")
     p.add_argument("--workers", type=_positive, default=1, help="processes decoding images")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="quality of JPEGs that must be re-encoded (CMYK, grey, PNG, --max-side, synth)")
+    p.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=90,
+        help="quality of JPEGs that must be re-encoded (CMYK, grey, PNG, --max-side, synth)",
+    )
     p.add_argument("--max-boxes", type=_positive, default=MAX_BOXES, help="rows of the FFCV boxes array")
     p.add_argument("--resume", action="store_true", help="keep finished shards of an interrupted run")
     p.add_argument("--seed", type=int, default=0, help="shuffle / generation seed")
@@ -53,9 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--max-side", type=_positive, default=None, help="shrink larger images to this side")
     conv.add_argument("--limit", type=_positive, default=None, help="convert only the first N images")
     conv.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
-    conv.add_argument("--annotations", type=Path, default=None,
-                      help="imagenet val labels/boxes: XML folder, LOC_val_solution.csv, wsol metadata "
-                           "folder or val_folder_new.txt")
+    conv.add_argument(
+        "--annotations",
+        type=Path,
+        default=None,
+        help="imagenet val labels/boxes: XML folder, LOC_val_solution.csv, wsol metadata "
+        "folder or val_folder_new.txt",
+    )
     conv.add_argument("--annotation-format", choices=ANNOTATION_FORMATS, default="auto")
     conv.add_argument("--classes", type=Path, default=None, help="imagenet: file with one wnid per line")
     conv.add_argument("--train-boxes", type=Path, default=None, help="imagenet train: XML folder")
@@ -82,32 +91,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _listing(args: argparse.Namespace) -> SourceListing:
     if args.source == "imagenet":
-        return list_imagenet(args.root, args.split, args.annotations, args.annotation_format,
-                             args.classes, args.train_boxes)
+        return list_imagenet(
+            args.root, args.split, args.annotations, args.annotation_format, args.classes, args.train_boxes
+        )
     if args.source == "cub":
         return list_cub(args.root, args.split)
     return list_folder(args.root, args.split, args.boxes)
 
 
 def _arguments(args: argparse.Namespace) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())
-            if k not in ("verbose", "resume", "workers")}
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in sorted(vars(args).items())
+        if k not in ("verbose", "resume", "workers")
+    }
 
 
 def _options(args: argparse.Namespace, formats: tuple[str, ...], shuffle: bool) -> ConvertOptions:
-    return ConvertOptions(formats=formats, shard_size_mb=args.shard_size_mb, workers=args.workers,
-                          max_side=getattr(args, "max_side", None), jpeg_quality=args.jpeg_quality,
-                          limit=getattr(args, "limit", None), shuffle=shuffle, seed=args.seed,
-                          strict=getattr(args, "strict", False), resume=args.resume, max_boxes=args.max_boxes)
+    return ConvertOptions(
+        formats=formats,
+        shard_size_mb=args.shard_size_mb,
+        workers=args.workers,
+        max_side=getattr(args, "max_side", None),
+        jpeg_quality=args.jpeg_quality,
+        limit=getattr(args, "limit", None),
+        shuffle=shuffle,
+        seed=args.seed,
+        strict=getattr(args, "strict", False),
+        resume=args.resume,
+        max_boxes=args.max_boxes,
+    )
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     formats = FORMATS if args.format == "both" else (args.format,)
     listing = _listing(args)
-    log.info("%s %s: %d images, %d classes", listing.name, listing.split, len(listing.records),
-             len(listing.classes))
-    convert_listing(listing, args.out, _options(args, formats, args.split == "train"),
-                               _arguments(args))
+    log.info(
+        "%s %s: %d images, %d classes",
+        listing.name,
+        listing.split,
+        len(listing.records),
+        len(listing.classes),
+    )
+    convert_listing(listing, args.out, _options(args, formats, args.split == "train"), _arguments(args))
     print(describe_split(args.out / listing.split))
     return 0
 
@@ -117,10 +143,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     for split, count in counts.items():
         if count == 0:
             continue
-        listing = list_synthetic(split, count, args.classes, args.image_size, args.seed,
-                                 args.jpeg_quality, args.workers)
-        arguments = (_arguments(args) | {"generator_version": GENERATOR_VERSION}
-                     | describe_baseline(listing))
+        listing = list_synthetic(
+            split, count, args.classes, args.image_size, args.seed, args.jpeg_quality, args.workers
+        )
+        arguments = _arguments(args) | {"generator_version": GENERATOR_VERSION} | describe_baseline(listing)
         convert_listing(listing, args.out, _options(args, FORMATS, split == "train"), arguments)
         print(describe_split(args.out / split))
     return 0
@@ -141,17 +167,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     folders = split_dirs(args.path)
     if args.json:
         from data_shards.schema import read_manifest
+
         print(json.dumps({f.name: read_manifest(f).to_dict() for f in folders}, indent=1))
     else:
         print("\n".join(describe_split(f) for f in folders))
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scm-shards`` / ``python -m data_shards``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     commands = {"convert": _cmd_convert, "synth": _cmd_synth, "verify": _cmd_verify, "info": _cmd_info}
     try:
         return commands[args.command](args)

@@ -4,6 +4,7 @@ Progress is saved after every finished file in ``.progress.json`` (atomically), 
 conversion killed midway and rerun with ``resume=True`` keeps the finished shards whose
 sha256 still matches and redoes the rest, giving the same files as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,9 +13,10 @@ import json
 import logging
 import multiprocessing
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -23,7 +25,13 @@ from data_shards.images import prepare_sample
 from data_shards.manifest import build_manifest, verify_split, write_manifest
 from data_shards.records import PreparedSample, Skipped, SourceListing, SourceRecord
 from data_shards.schema import (
-    FORMAT_FFCV, FORMAT_WEBDATASET, MANIFEST_NAME, MAX_BOXES, Manifest, ShardEntry, SkippedSample,
+    FORMAT_FFCV,
+    FORMAT_WEBDATASET,
+    MANIFEST_NAME,
+    MAX_BOXES,
+    Manifest,
+    ShardEntry,
+    SkippedSample,
     read_manifest,
 )
 from data_shards.writers.atomic import TMP_SUFFIX, sha256_file, write_json_atomic
@@ -46,9 +54,9 @@ class ConvertOptions:
     formats: tuple[str, ...] = (FORMAT_WEBDATASET, FORMAT_FFCV)
     shard_size_mb: float = 256.0
     workers: int = 1
-    max_side: Optional[int] = None
+    max_side: int | None = None
     jpeg_quality: int = 90
-    limit: Optional[int] = None
+    limit: int | None = None
     shuffle: bool = False
     seed: int = 0
     strict: bool = False
@@ -67,7 +75,7 @@ class ConvertOptions:
 @dataclass
 class _ShardProgress:
     entry: ShardEntry
-    records_done: int        # records consumed up to the end of this shard (samples and skips)
+    records_done: int  # records consumed up to the end of this shard (samples and skips)
     skipped: list[SkippedSample]
     boxes: int
     clipped: int
@@ -89,27 +97,37 @@ def _check_keys(records: list[tuple[SourceRecord, int]]) -> None:
         if "." in record.key or "/" in record.key:
             raise ConversionError(f"{record.source}: sample key {record.key!r} may not hold '.' or '/'")
         if record.key in seen:
-            raise ConversionError(f"{record.source} and {seen[record.key]} give the same sample key "
-                                  f"{record.key!r}; rename one of them")
+            raise ConversionError(
+                f"{record.source} and {seen[record.key]} give the same sample key "
+                f"{record.key!r}; rename one of them"
+            )
         seen[record.key] = record.source
 
 
-def _fingerprint(listing: SourceListing, records: list[tuple[SourceRecord, int]],
-                 options: ConvertOptions) -> dict[str, Any]:
+def _fingerprint(
+    listing: SourceListing, records: list[tuple[SourceRecord, int]], options: ConvertOptions
+) -> dict[str, Any]:
     digest = hashlib.sha256()
     for record, sample_id in records:
         digest.update(json.dumps([record.key, sample_id, record.label, record.boxes, record.size]).encode())
-    return {"source": listing.name, "split": listing.split, "options": options.fingerprint(),
-            "records": len(records), "records_sha256": digest.hexdigest()}
+    return {
+        "source": listing.name,
+        "split": listing.split,
+        "options": options.fingerprint(),
+        "records": len(records),
+        "records_sha256": digest.hexdigest(),
+    }
 
 
-def _prepare_one(job: tuple[SourceRecord, int], max_side: Optional[int], quality: int
-                 ) -> PreparedSample | Skipped:
+def _prepare_one(
+    job: tuple[SourceRecord, int], max_side: int | None, quality: int
+) -> PreparedSample | Skipped:
     return prepare_sample(job[0], job[1], max_side, quality)
 
 
-def _prepared(records: list[tuple[SourceRecord, int]], options: ConvertOptions,
-              desc: str) -> Iterator[PreparedSample | Skipped]:
+def _prepared(
+    records: list[tuple[SourceRecord, int]], options: ConvertOptions, desc: str
+) -> Iterator[PreparedSample | Skipped]:
     work = functools.partial(_prepare_one, max_side=options.max_side, quality=options.jpeg_quality)
     bar = tqdm(total=len(records), desc=desc, unit="img", smoothing=0.05)
     if options.workers <= 1:
@@ -128,66 +146,101 @@ def _prepared(records: list[tuple[SourceRecord, int]], options: ConvertOptions,
             pool.terminate()
 
 
-def _load_progress(folder: Path, fingerprint: dict[str, Any]) -> tuple[list[_ShardProgress], Optional[ShardEntry]]:
+def _load_progress(
+    folder: Path, fingerprint: dict[str, Any]
+) -> tuple[list[_ShardProgress], ShardEntry | None]:
     """Finished files that are still intact, for ``--resume``."""
     path = folder / PROGRESS_NAME
     if not path.is_file():
         return [], None
     state = json.loads(path.read_text())
     if state["fingerprint"] != fingerprint:
-        raise ConversionError(f"{folder} holds a conversion with other inputs or options "
-                              f"({state['fingerprint']} vs {fingerprint}); use another --out or delete it")
+        raise ConversionError(
+            f"{folder} holds a conversion with other inputs or options "
+            f"({state['fingerprint']} vs {fingerprint}); use another --out or delete it"
+        )
     kept: list[_ShardProgress] = []
     for shard in state["shards"]:
-        progress = _ShardProgress(ShardEntry(**shard["entry"]), shard["records_done"],
-                                  [SkippedSample(**s) for s in shard["skipped"]], shard["boxes"], shard["clipped"])
+        progress = _ShardProgress(
+            ShardEntry(**shard["entry"]),
+            shard["records_done"],
+            [SkippedSample(**s) for s in shard["skipped"]],
+            shard["boxes"],
+            shard["clipped"],
+        )
         where = folder / shard["dir"] / progress.entry.name
         if not where.is_file() or sha256_file(where) != progress.entry.sha256:
             log.warning("resume: %s is missing or changed; redoing it and everything after it", where)
             break
         kept.append(progress)
     ffcv = ShardEntry(**state["ffcv"]) if state.get("ffcv") and len(kept) == len(state["shards"]) else None
-    if ffcv is not None and (not (folder / ffcv.name).is_file() or sha256_file(folder / ffcv.name) != ffcv.sha256):
+    if ffcv is not None and (
+        not (folder / ffcv.name).is_file() or sha256_file(folder / ffcv.name) != ffcv.sha256
+    ):
         ffcv = None
     return kept, ffcv
 
 
-def _save_progress(folder: Path, fingerprint: dict[str, Any], tar_dir: str,
-                   shards: list[_ShardProgress], ffcv: Optional[ShardEntry]) -> None:
-    write_json_atomic(folder / PROGRESS_NAME, {
-        "fingerprint": fingerprint,
-        "shards": [{"entry": asdict(s.entry), "records_done": s.records_done, "dir": tar_dir,
-                    "skipped": [asdict(k) for k in s.skipped], "boxes": s.boxes, "clipped": s.clipped}
-                   for s in shards],
-        "ffcv": asdict(ffcv) if ffcv else None,
-    })
+def _save_progress(
+    folder: Path,
+    fingerprint: dict[str, Any],
+    tar_dir: str,
+    shards: list[_ShardProgress],
+    ffcv: ShardEntry | None,
+) -> None:
+    write_json_atomic(
+        folder / PROGRESS_NAME,
+        {
+            "fingerprint": fingerprint,
+            "shards": [
+                {
+                    "entry": asdict(s.entry),
+                    "records_done": s.records_done,
+                    "dir": tar_dir,
+                    "skipped": [asdict(k) for k in s.skipped],
+                    "boxes": s.boxes,
+                    "clipped": s.clipped,
+                }
+                for s in shards
+            ],
+            "ffcv": asdict(ffcv) if ffcv else None,
+        },
+    )
 
 
 def _clear_stale(folder: Path, keep: set[str]) -> None:
-    for path in list(folder.glob("*.tar")) + list(folder.glob("*.beton")) + list(folder.glob("*" + TMP_SUFFIX)):
+    for path in (
+        list(folder.glob("*.tar")) + list(folder.glob("*.beton")) + list(folder.glob("*" + TMP_SUFFIX))
+    ):
         if path.name not in keep:
             path.unlink()
 
 
-def _check_out_dir(folder: Path, options: ConvertOptions) -> Optional[Manifest]:
+def _check_out_dir(folder: Path, options: ConvertOptions) -> Manifest | None:
     """Refuse to overwrite; with resume, return the manifest of an already finished conversion."""
     if (folder / MANIFEST_NAME).is_file():
         if not options.resume:
-            raise ConversionError(f"{folder} already holds a finished conversion ({MANIFEST_NAME}); "
-                                  "choose another --out, delete it, or pass --resume to keep it")
+            raise ConversionError(
+                f"{folder} already holds a finished conversion ({MANIFEST_NAME}); "
+                "choose another --out, delete it, or pass --resume to keep it"
+            )
         problems = verify_split(folder)
         if problems:
-            raise ConversionError(f"{folder} is finished but does not match its manifest ({problems[0]}); "
-                                  "delete the folder and convert again")
+            raise ConversionError(
+                f"{folder} is finished but does not match its manifest ({problems[0]}); "
+                "delete the folder and convert again"
+            )
         return read_manifest(folder)
     if (folder / PROGRESS_NAME).is_file() and not options.resume:
-        raise ConversionError(f"{folder} holds an unfinished conversion; pass --resume to continue it "
-                              "or delete the folder")
+        raise ConversionError(
+            f"{folder} holds an unfinished conversion; pass --resume to continue it or delete the folder"
+        )
     return None
 
 
-def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptions,
-                    arguments: dict[str, Any]) -> Manifest:
+def convert_listing(
+    listing: SourceListing, out_dir: Path, options: ConvertOptions, arguments: dict[str, Any]
+) -> Manifest:
     """Write the shards of one split into ``out_dir/<split>`` and return its manifest."""
     folder = out_dir / listing.split
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,7 +262,9 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
         _clear_stale(folder, {s.entry.name for s in done} if tar_dir == "." else set())
 
     start = done[-1].records_done if done else 0
-    writer = TarShardWriter(tar_folder, listing.split, int(options.shard_size_mb * 2**20), first_index=len(done))
+    writer = TarShardWriter(
+        tar_folder, listing.split, int(options.shard_size_mb * 2**20), first_index=len(done)
+    )
     skipped: list[SkippedSample] = []
     boxes = clipped = 0
     check_boxes = FORMAT_FFCV in options.formats
@@ -230,9 +285,11 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
             skipped.append(SkippedSample(result.source, result.reason))
             continue
         if check_boxes and len(result.boxes) > options.max_boxes:
-            raise ConversionError(f"{result.source} has {len(result.boxes)} boxes, more than --max-boxes "
-                                  f"{options.max_boxes}; FFCV stores a fixed number, and none is dropped: "
-                                  f"rerun with --max-boxes {len(result.boxes)} or more")
+            raise ConversionError(
+                f"{result.source} has {len(result.boxes)} boxes, more than --max-boxes "
+                f"{options.max_boxes}; FFCV stores a fixed number, and none is dropped: "
+                f"rerun with --max-boxes {len(result.boxes)} or more"
+            )
         if writer.would_overflow(result):
             close_shard(position)
         writer.add(result)
@@ -246,14 +303,22 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
     if FORMAT_FFCV in options.formats and ffcv_entry is None:
         if not tars:
             raise ConversionError(f"no readable images in {listing.name} {listing.split}; nothing to write")
-        ffcv_entry = write_beton(folder, listing.split, [tar_folder / t.name for t in tars], options.max_boxes)
+        ffcv_entry = write_beton(
+            folder, listing.split, [tar_folder / t.name for t in tars], options.max_boxes
+        )
         _save_progress(folder, fingerprint, tar_dir, done, ffcv_entry)
     shards = (tars if FORMAT_WEBDATASET in options.formats else []) + ([ffcv_entry] if ffcv_entry else [])
     all_skipped = [k for s in done for k in s.skipped] + skipped
     manifest = build_manifest(
-        listing, options.formats, options.max_boxes, shards,
-        total_samples=sum(t.samples for t in tars), total_boxes=sum(s.boxes for s in done),
-        images_in=len(records), boxes_clipped=sum(s.clipped for s in done), skipped=all_skipped,
+        listing,
+        options.formats,
+        options.max_boxes,
+        shards,
+        total_samples=sum(t.samples for t in tars),
+        total_boxes=sum(s.boxes for s in done),
+        images_in=len(records),
+        boxes_clipped=sum(s.clipped for s in done),
+        skipped=all_skipped,
         arguments=arguments,
     )
     write_manifest(folder, manifest)
@@ -263,6 +328,10 @@ def convert_listing(listing: SourceListing, out_dir: Path, options: ConvertOptio
     if manifest.boxes_clipped:
         log.warning("%d box(es) reached outside their image and were clipped to it", manifest.boxes_clipped)
     if all_skipped:
-        log.warning("%d image(s) skipped (listed in %s): %s", len(all_skipped), folder / MANIFEST_NAME,
-                    "; ".join(f"{k.source}: {k.reason}" for k in all_skipped[:5]))
+        log.warning(
+            "%d image(s) skipped (listed in %s): %s",
+            len(all_skipped),
+            folder / MANIFEST_NAME,
+            "; ".join(f"{k.source}: {k.reason}" for k in all_skipped[:5]),
+        )
     return manifest

@@ -1,8 +1,8 @@
 """Reading one source image: check it decodes, keep its JPEG bytes or re-encode it, check its boxes."""
+
 from __future__ import annotations
 
 import io
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -16,14 +16,15 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompressio
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """Encode an RGB uint8 array as baseline JPEG (OpenCV; the same bytes for the same pixels)."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+    )
     if not ok:
         raise RuntimeError("OpenCV could not encode a JPEG")
     return buf.tobytes()
 
 
-def scaled_size(width: int, height: int, max_side: Optional[int]) -> tuple[int, int]:
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     """Size after shrinking so that the longer side is at most ``max_side`` (never enlarges)."""
     if not max_side or max(width, height) <= max_side:
         return width, height
@@ -40,17 +41,23 @@ def clip_boxes(boxes: tuple[Box, ...], width: int, height: int, where: str) -> t
     for box in boxes:
         x0, y0, x1, y1 = (float(v) for v in box)
         if x1 < x0 or y1 < y0:
-            raise ValueError(f"{where}: box {list(box)} has x1 < x0 or y1 < y0; "
-                             "expected x0,y0,x1,y1 in pixels")
-        new = (min(max(x0, 0.0), width - 1.0), min(max(y0, 0.0), height - 1.0),
-               min(max(x1, 0.0), width - 1.0), min(max(y1, 0.0), height - 1.0))
+            raise ValueError(
+                f"{where}: box {list(box)} has x1 < x0 or y1 < y0; expected x0,y0,x1,y1 in pixels"
+            )
+        new = (
+            min(max(x0, 0.0), width - 1.0),
+            min(max(y0, 0.0), height - 1.0),
+            min(max(x1, 0.0), width - 1.0),
+            min(max(y1, 0.0), height - 1.0),
+        )
         clipped += new != (x0, y0, x1, y1)
         out.append(new)
     return tuple(out), clipped
 
 
-def prepare_sample(record: SourceRecord, sample_id: int, max_side: Optional[int],
-                   jpeg_quality: int) -> PreparedSample | Skipped:
+def prepare_sample(
+    record: SourceRecord, sample_id: int, max_side: int | None, jpeg_quality: int
+) -> PreparedSample | Skipped:
     """Read, check and (only when needed) re-encode one image.
 
     The source JPEG bytes are kept as they are unless the file is not an RGB JPEG (PNG, CMYK,
@@ -80,8 +87,17 @@ def prepare_sample(record: SourceRecord, sample_id: int, max_side: Optional[int]
     frame_w, frame_h = record.size or (width, height)
     boxes, clipped = clip_boxes(record.boxes, frame_w, frame_h, record.source)
     return PreparedSample(
-        key=record.key, sample_id=sample_id, label=record.label, class_name=record.class_name,
-        source=record.source, jpeg=raw, width=frame_w, height=frame_h,
-        image_width=new_size[0], image_height=new_size[1], boxes=boxes, boxes_clipped=clipped,
+        key=record.key,
+        sample_id=sample_id,
+        label=record.label,
+        class_name=record.class_name,
+        source=record.source,
+        jpeg=raw,
+        width=frame_w,
+        height=frame_h,
+        image_width=new_size[0],
+        image_height=new_size[1],
+        boxes=boxes,
+        boxes_clipped=clipped,
         reencoded=reencode,
     )

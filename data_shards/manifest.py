@@ -1,33 +1,74 @@
 """Writing, verifying and describing ``manifest.json`` (field names live in :mod:`data_shards.schema`)."""
+
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from data_shards.records import SourceListing
 from data_shards.schema import (
-    BOX_DTYPE, FFCV_BOXES, FFCV_FIELDS, FFCV_HEIGHT, FFCV_IMAGE, FFCV_LABEL, FFCV_NUM_BOXES,
-    FFCV_SAMPLE_ID, FFCV_WIDTH, FORMAT_FFCV, boxes_from_ffcv, FORMAT_WEBDATASET, MANIFEST_NAME, SCHEMA_VERSION, WDS_IMAGE_KEY, WDS_INFO_KEY,
-    WDS_LABEL_KEY, Manifest, ShardEntry, SkippedSample, decode_sample_json, read_manifest,
+    BOX_DTYPE,
+    FFCV_BOXES,
+    FFCV_FIELDS,
+    FFCV_HEIGHT,
+    FFCV_IMAGE,
+    FFCV_LABEL,
+    FFCV_NUM_BOXES,
+    FFCV_SAMPLE_ID,
+    FFCV_WIDTH,
+    FORMAT_FFCV,
+    FORMAT_WEBDATASET,
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    WDS_IMAGE_KEY,
+    WDS_INFO_KEY,
+    WDS_LABEL_KEY,
+    Manifest,
+    ShardEntry,
+    SkippedSample,
+    boxes_from_ffcv,
+    decode_sample_json,
+    read_manifest,
 )
 from data_shards.writers.atomic import sha256_file, write_json_atomic
 
 
-def build_manifest(listing: SourceListing, formats: Sequence[str], max_boxes: int,
-                   shards: Sequence[ShardEntry], *, total_samples: int, total_boxes: int, images_in: int,
-                   boxes_clipped: int, skipped: Sequence[SkippedSample], arguments: dict[str, Any]) -> Manifest:
+def build_manifest(
+    listing: SourceListing,
+    formats: Sequence[str],
+    max_boxes: int,
+    shards: Sequence[ShardEntry],
+    *,
+    total_samples: int,
+    total_boxes: int,
+    images_in: int,
+    boxes_clipped: int,
+    skipped: Sequence[SkippedSample],
+    arguments: dict[str, Any],
+) -> Manifest:
     """The manifest of a finished split; checks that nothing was lost (in = out + skipped)."""
     if images_in != total_samples + len(skipped):
         raise AssertionError(f"{images_in} images in but {total_samples} written + {len(skipped)} skipped")
-    return Manifest(schema_version=SCHEMA_VERSION, source=listing.name, split=listing.split,
-                    formats=tuple(formats), classes=listing.classes, max_boxes=max_boxes,
-                    shards=tuple(shards), total_samples=total_samples, total_boxes=total_boxes,
-                    images_in=images_in, boxes_clipped=boxes_clipped, skipped=tuple(skipped),
-                    arguments=arguments)
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        source=listing.name,
+        split=listing.split,
+        formats=tuple(formats),
+        classes=listing.classes,
+        max_boxes=max_boxes,
+        shards=tuple(shards),
+        total_samples=total_samples,
+        total_boxes=total_boxes,
+        images_in=images_in,
+        boxes_clipped=boxes_clipped,
+        skipped=tuple(skipped),
+        arguments=arguments,
+    )
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
@@ -41,13 +82,16 @@ def split_dirs(path: Path) -> list[Path]:
         return [path]
     found = sorted(p for p in path.iterdir() if (p / MANIFEST_NAME).is_file()) if path.is_dir() else []
     if not found:
-        raise FileNotFoundError(f"no {MANIFEST_NAME} in {path} or its subfolders; expected the --out "
-                                "folder of `scm-shards convert`/`synth` or one of its split folders")
+        raise FileNotFoundError(
+            f"no {MANIFEST_NAME} in {path} or its subfolders; expected the --out "
+            "folder of `scm-shards convert`/`synth` or one of its split folders"
+        )
     return found
 
 
 def _tar_problems(path: Path, entry: ShardEntry, deep: bool) -> Iterator[str]:
     from data_shards.writers.webdataset import iter_tar_samples
+
     count = 0
     try:
         for key, parts in iter_tar_samples(path):
@@ -89,6 +133,7 @@ def _sample_problems(parts: dict[str, bytes]) -> Iterator[str]:
 
 def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool) -> Iterator[str]:
     from ffcv.reader import Reader
+
     try:
         reader = Reader(str(path))
     except Exception as err:
@@ -99,6 +144,7 @@ def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool
     if not deep:
         return
     import cv2
+
     meta = reader.metadata
     column = {name: f"f{i}" for i, name in enumerate(FFCV_FIELDS)}
     sizes = {int(p): int(s) for p, s in zip(reader.alloc_table["ptr"], reader.alloc_table["size"])}
@@ -127,8 +173,12 @@ def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool
             valid = boxes_from_ffcv(boxes, count)
             w, h = int(row[column[FFCV_WIDTH]]), int(row[column[FFCV_HEIGHT]])
             if boxes.reshape(-1, 4)[count:].any() or not (
-                    (valid[:, 0] <= valid[:, 2]).all() and (valid[:, 1] <= valid[:, 3]).all()
-                    and (valid >= 0).all() and (valid[:, 2] <= w - 1).all() and (valid[:, 3] <= h - 1).all()):
+                (valid[:, 0] <= valid[:, 2]).all()
+                and (valid[:, 1] <= valid[:, 3]).all()
+                and (valid >= 0).all()
+                and (valid[:, 2] <= w - 1).all()
+                and (valid[:, 3] <= h - 1).all()
+            ):
                 yield f"{where}: boxes do not match the schema (padding, order or frame {w}x{h})"
 
 
@@ -154,8 +204,10 @@ def verify_split(folder: Path, deep: bool = False) -> list[str]:
         if total != manifest.total_samples:
             problems.append(f"{fmt}: {total} samples in the files, manifest total {manifest.total_samples}")
     if manifest.images_in != manifest.total_samples + len(manifest.skipped):
-        problems.append(f"images in ({manifest.images_in}) != samples ({manifest.total_samples}) "
-                        f"+ skipped ({len(manifest.skipped)})")
+        problems.append(
+            f"images in ({manifest.images_in}) != samples ({manifest.total_samples}) "
+            f"+ skipped ({len(manifest.skipped)})"
+        )
     return problems
 
 
@@ -170,21 +222,27 @@ def _human_bytes(n: float) -> str:
 def describe_split(folder: Path) -> str:
     """A readable summary of one split folder."""
     m = read_manifest(folder)
-    lines = [f"{folder}: {m.source} / {m.split}",
-             f"  samples {m.total_samples} (of {m.images_in} images; {len(m.skipped)} skipped), "
-             f"boxes {m.total_boxes} ({m.boxes_clipped} clipped), classes {len(m.classes)} "
-             f"({', '.join(m.classes[:5])}{', ...' if len(m.classes) > 5 else ''})"]
+    lines = [
+        f"{folder}: {m.source} / {m.split}",
+        f"  samples {m.total_samples} (of {m.images_in} images; {len(m.skipped)} skipped), "
+        f"boxes {m.total_boxes} ({m.boxes_clipped} clipped), classes {len(m.classes)} "
+        f"({', '.join(m.classes[:5])}{', ...' if len(m.classes) > 5 else ''})",
+    ]
     for fmt in m.formats:
         files = m.shards_of(fmt)
         size = sum(s.bytes for s in files)
-        lines.append(f"  {fmt}: {len(files)} file(s), {_human_bytes(size)}, "
-                     f"{_human_bytes(size / max(m.total_samples, 1))} per image")
+        lines.append(
+            f"  {fmt}: {len(files)} file(s), {_human_bytes(size)}, "
+            f"{_human_bytes(size / max(m.total_samples, 1))} per image"
+        )
     if FORMAT_FFCV in m.formats:
         lines.append(f"  FFCV boxes array: [{m.max_boxes}, 4]")
     if "centred_box_accuracy_iou50" in m.arguments:
         a = m.arguments
-        lines.append(f"  best centred box: IoU>=0.5 on {a['centred_box_accuracy_iou50']:.1%} of images "
-                     f"({a['centred_box_width_fraction']:.2f} x {a['centred_box_height_fraction']:.2f} of the image)")
+        lines.append(
+            f"  best centred box: IoU>=0.5 on {a['centred_box_accuracy_iou50']:.1%} of images "
+            f"({a['centred_box_width_fraction']:.2f} x {a['centred_box_height_fraction']:.2f} of the image)"
+        )
     for s in m.skipped:
         lines.append(f"  skipped {s.source}: {s.reason}")
     return "\n".join(lines)

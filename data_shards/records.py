@@ -1,8 +1,8 @@
 """What a source hands to the conversion: one record per source image, and what preparing it gives."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 Box = tuple[float, float, float, float]
 
@@ -17,20 +17,20 @@ class SourceRecord:
     """
 
     key: str
-    source: str                      # path relative to the dataset root, for messages and the json
+    source: str  # path relative to the dataset root, for messages and the json
     label: int
     class_name: str
     boxes: tuple[Box, ...] = ()
-    size: Optional[tuple[int, int]] = None
-    path: Optional[str] = None
-    data: Optional[bytes] = None
+    size: tuple[int, int] | None = None
+    path: str | None = None
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
 class SourceListing:
     """Everything a source found for one split, in canonical (sorted) order."""
 
-    name: str                        # "imagenet", "cub", "folder", "synthetic"
+    name: str  # "imagenet", "cub", "folder", "synthetic"
     split: str
     classes: tuple[str, ...]
     records: tuple[SourceRecord, ...]
@@ -46,9 +46,9 @@ class PreparedSample:
     class_name: str
     source: str
     jpeg: bytes
-    width: int                       # frame of ``boxes``
+    width: int  # frame of ``boxes``
     height: int
-    image_width: int                 # size of ``jpeg``
+    image_width: int  # size of ``jpeg``
     image_height: int
     boxes: tuple[Box, ...]
     boxes_clipped: int

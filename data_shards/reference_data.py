@@ -1,4 +1,5 @@
 """Where the project's real annotation metadata lives: ``shared/data`` beside the checkout."""
+
 from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

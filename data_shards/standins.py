@@ -5,11 +5,11 @@ and boxes from the wsolevaluation metadata, with generated pixels.
 links it under every name: the metadata keeps the REAL sizes and boxes, which the shards must
 carry whatever the stored image's size. ``tiny=False`` writes real-size JPEGs (for timing).
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -21,11 +21,15 @@ def _pixels(width: int, height: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     base = rng.uniform(0, 255, 3).astype(np.float32)
-    img = base + 40 * np.sin(xx[..., None] / rng.uniform(5, 40, 3)) + 40 * np.cos(yy[..., None] / rng.uniform(5, 40, 3))
+    img = (
+        base
+        + 40 * np.sin(xx[..., None] / rng.uniform(5, 40, 3))
+        + 40 * np.cos(yy[..., None] / rng.uniform(5, 40, 3))
+    )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def build_val_standins(metadata_dir: Path, root: Path, tiny: bool = True, limit: Optional[int] = None) -> int:
+def build_val_standins(metadata_dir: Path, root: Path, tiny: bool = True, limit: int | None = None) -> int:
     """Write ``root/val/<ILSVRC2012_val_N>.JPEG`` for the images of a wsol metadata folder; returns the count."""
     annotations = read_wsol_metadata(metadata_dir)
     names = sorted(annotations)[:limit] if limit else sorted(annotations)

@@ -1,32 +1,41 @@
 """``scm-submit``: train (and evaluate) an experiment config on SLURM.
 
-    scm-submit --config x.yaml --nodes 2 --gpus-per-node 8 --time 1440 optim.lr=1e-4
-    scm-submit --config x.yaml --nodes 2 --tasks-per-node 1 --dry-run     # CPU nodes
-    scm-submit --config x.yaml --nodes 1 --gpus-per-node 4 --array sweep.yaml --eval-after
+scm-submit --config x.yaml --nodes 2 --gpus-per-node 8 --time 1440 optim.lr=1e-4
+scm-submit --config x.yaml --nodes 2 --tasks-per-node 1 --dry-run     # CPU nodes
+scm-submit --config x.yaml --nodes 1 --gpus-per-node 4 --array sweep.yaml --eval-after
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from launch.slurm import (Resources, SubmitError, log_folder, plan_configs, sbatch_script,
-                          submit)
+from launch.slurm import Resources, SubmitError, log_folder, plan_configs, sbatch_script, submit
 from launch.sweep import load_sweep
 from scm_dist.config import ConfigError, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scm-submit", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="scm-submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True, help="experiment YAML (configs/experiments/)")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value",
-                   help="config overrides, e.g. optim.lr=1e-4 train.epochs=3")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, e.g. optim.lr=1e-4 train.epochs=3",
+    )
     r = p.add_argument_group("resources (per job)")
     r.add_argument("--nodes", type=int, default=1)
     r.add_argument("--gpus-per-node", type=int, default=0, help="one task per GPU")
-    r.add_argument("--tasks-per-node", type=int, default=0,
-                   help="tasks per node on CPU nodes (default: one per GPU, else 1)")
+    r.add_argument(
+        "--tasks-per-node",
+        type=int,
+        default=0,
+        help="tasks per node on CPU nodes (default: one per GPU, else 1)",
+    )
     r.add_argument("--cpus-per-task", type=int, default=0)
     r.add_argument("--time", type=int, default=60, metavar="MIN", help="time limit in minutes")
     r.add_argument("--partition", default="")
@@ -35,36 +44,56 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--constraint", default="")
     r.add_argument("--mem", default="", help="memory per node, sbatch syntax (32G)")
     r.add_argument("--exclusive", action="store_true")
-    r.add_argument("--signal-delay", type=int, default=120, metavar="S",
-                   help="seconds before the time limit at which USR2 asks for a checkpoint")
+    r.add_argument(
+        "--signal-delay",
+        type=int,
+        default=120,
+        metavar="S",
+        help="seconds before the time limit at which USR2 asks for a checkpoint",
+    )
     s = p.add_argument_group("sweeps and evaluation")
     s.add_argument("--array", metavar="SWEEP.yaml", help="job array over the sweep's values")
-    s.add_argument("--eval-after", action="store_true",
-                   help="a dependent evaluation job (afterok) with its own resources")
+    s.add_argument(
+        "--eval-after",
+        action="store_true",
+        help="a dependent evaluation job (afterok) with its own resources",
+    )
     s.add_argument("--eval-nodes", type=int, default=1)
-    s.add_argument("--eval-gpus-per-node", type=int, default=None,
-                   help="default: --gpus-per-node")
-    s.add_argument("--eval-tasks-per-node", type=int, default=None,
-                   help="default: --tasks-per-node")
+    s.add_argument("--eval-gpus-per-node", type=int, default=None, help="default: --gpus-per-node")
+    s.add_argument("--eval-tasks-per-node", type=int, default=None, help="default: --tasks-per-node")
     s.add_argument("--eval-time", type=int, default=60, metavar="MIN")
-    p.add_argument("--log-dir", type=Path, default=None,
-                   help="submitit folder (default: <train.output_dir>/slurm)")
+    p.add_argument(
+        "--log-dir", type=Path, default=None, help="submitit folder (default: <train.output_dir>/slurm)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the batch script, submit nothing")
     return p
 
 
 def _resources(args: argparse.Namespace) -> tuple[Resources, Resources | None]:
-    shared = dict(partition=args.partition, account=args.account, qos=args.qos,
-                  constraint=args.constraint, mem=args.mem, cpus_per_task=args.cpus_per_task,
-                  exclusive=args.exclusive, signal_delay_s=args.signal_delay)
-    train = Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                      tasks_per_node=args.tasks_per_node, time_min=args.time, **shared)
+    shared = dict(
+        partition=args.partition,
+        account=args.account,
+        qos=args.qos,
+        constraint=args.constraint,
+        mem=args.mem,
+        cpus_per_task=args.cpus_per_task,
+        exclusive=args.exclusive,
+        signal_delay_s=args.signal_delay,
+    )
+    train = Resources(
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        tasks_per_node=args.tasks_per_node,
+        time_min=args.time,
+        **shared,
+    )
     if not args.eval_after:
         return train, None
     gpus = args.gpus_per_node if args.eval_gpus_per_node is None else args.eval_gpus_per_node
     tasks = args.tasks_per_node if args.eval_tasks_per_node is None else args.eval_tasks_per_node
-    return train, Resources(nodes=args.eval_nodes, gpus_per_node=gpus, tasks_per_node=tasks,
-                            time_min=args.eval_time, **shared)
+    return train, Resources(
+        nodes=args.eval_nodes, gpus_per_node=gpus, tasks_per_node=tasks, time_min=args.eval_time, **shared
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         sweep = load_sweep(args.array) if args.array else None
-        configs = plan_configs(cfg, sweep, lambda extra: load_config(
-            args.config, [*args.overrides, *extra]))
+        configs = plan_configs(cfg, sweep, lambda extra: load_config(args.config, [*args.overrides, *extra]))
         train_res, eval_res = _resources(args)
         if args.dry_run:
             return _dry_run(args, configs, train_res, eval_res)
@@ -82,13 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scm-submit: error: {err}", file=sys.stderr)
         return 2
     for job in jobs:
-        print(f"submitted {job.kind} job {job.job_id}  output {job.output_dir}\n"
-              f"  stdout {job.stdout}\n  stderr {job.stderr}")
+        print(
+            f"submitted {job.kind} job {job.job_id}  output {job.output_dir}\n"
+            f"  stdout {job.stdout}\n  stderr {job.stderr}"
+        )
     return 0
 
 
-def _dry_run(args: argparse.Namespace, configs: list, train_res: Resources,
-             eval_res: Resources | None) -> int:
+def _dry_run(
+    args: argparse.Namespace, configs: list, train_res: Resources, eval_res: Resources | None
+) -> int:
     folder = log_folder(configs, args.log_dir)
     print("# training batch script (not submitted)")
     print(sbatch_script(folder, train_res.sbatch_parameters(configs[0].name), len(configs)))
@@ -96,8 +127,11 @@ def _dry_run(args: argparse.Namespace, configs: list, train_res: Resources,
         print(f"# task {i}: output_dir {c.train.output_dir}")
     if eval_res is not None:
         print("# evaluation batch script, one per training job (not submitted)")
-        print(sbatch_script(folder, eval_res.sbatch_parameters(
-            f"{configs[0].name}-eval", "afterok:<training job id>")))
+        print(
+            sbatch_script(
+                folder, eval_res.sbatch_parameters(f"{configs[0].name}-eval", "afterok:<training job id>")
+            )
+        )
     return 0
 
 

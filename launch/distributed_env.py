@@ -4,6 +4,7 @@ Inside a SLURM job step each task learns its place from SLURM (through
 ``submitit.JobEnvironment``); torch.distributed and the engine read the standard
 variables RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,12 @@ class DistributedEnv:
 
     def as_env(self) -> dict[str, str]:
         return {
-            "RANK": str(self.rank), "WORLD_SIZE": str(self.world_size),
-            "LOCAL_RANK": str(self.local_rank), "LOCAL_WORLD_SIZE": str(self.local_world_size),
-            "MASTER_ADDR": self.master_addr, "MASTER_PORT": str(self.master_port),
+            "RANK": str(self.rank),
+            "WORLD_SIZE": str(self.world_size),
+            "LOCAL_RANK": str(self.local_rank),
+            "LOCAL_WORLD_SIZE": str(self.local_world_size),
+            "MASTER_ADDR": self.master_addr,
+            "MASTER_PORT": str(self.master_port),
         }
 
 
@@ -43,8 +47,9 @@ def port_for_job(job_id: str) -> int:
 
 def first_hostname(nodelist: str) -> str:
     """First host of a SLURM node list such as ``node[1-2]``, expanded by ``scontrol``."""
-    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
-                         text=True, check=True, timeout=60)
+    out = subprocess.run(
+        ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True, timeout=60
+    )
     return out.stdout.split()[0]
 
 
@@ -53,10 +58,13 @@ def from_slurm() -> DistributedEnv:
     job = submitit.JobEnvironment()
     job_id = os.environ["SLURM_JOB_ID"]  # unique per array task, unlike job.job_id's A_i form
     return DistributedEnv(
-        rank=job.global_rank, world_size=job.num_tasks, local_rank=job.local_rank,
+        rank=job.global_rank,
+        world_size=job.num_tasks,
+        local_rank=job.local_rank,
         local_world_size=max(1, job.num_tasks // job.num_nodes),
         master_addr=first_hostname(os.environ["SLURM_JOB_NODELIST"]),
-        master_port=port_for_job(job_id), job_id=job_id,
+        master_port=port_for_job(job_id),
+        job_id=job_id,
     )
 
 

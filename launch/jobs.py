@@ -5,13 +5,15 @@ for a requeued job; the state itself lives in the engine's checkpoints in
 ``cfg.train.output_dir``, so the requeued job simply calls the same function again and
 the engine resumes from the latest checkpoint.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from submitit.helpers import Checkpointable
 
@@ -26,26 +28,33 @@ EvalFn = Callable[[ExperimentConfig, Any], dict]
 def engine_train(cfg: ExperimentConfig, stop: Any) -> dict:
     """scm_dist.engine.train, imported on the compute node (the submit host needs no torch)."""
     from scm_dist.engine import train
+
     return train(cfg, stop)
 
 
 def engine_evaluate(cfg: ExperimentConfig, checkpoint: Any) -> dict:
     """scm_dist.evaluation.run.evaluate, imported on the compute node."""
     from scm_dist.evaluation.run import evaluate
+
     return evaluate(cfg, checkpoint)
 
 
 def _start(env: distributed_env.DistributedEnv) -> None:
     """Export the ranks and show the engine's INFO logs on rank 0, warnings elsewhere."""
     distributed_env.export(env)
-    logging.basicConfig(level=logging.INFO if env.rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s [rank {env.rank}] %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO if env.rank == 0 else logging.WARNING,
+        format=f"%(asctime)s [rank {env.rank}] %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def _log(env: distributed_env.DistributedEnv, message: str) -> None:
-    print(f"[scm-submit rank {env.rank}/{env.world_size} job {env.job_id}] {message}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[scm-submit rank {env.rank}/{env.world_size} job {env.job_id}] {message}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class TrainJob(Checkpointable):
@@ -60,8 +69,7 @@ class TrainJob(Checkpointable):
         _start(env)
         stop = threading.Event()  # the engine's StopRequest interface: set() / is_set()
         watch = SignalWatch(stop)
-        _log(env, f"training into {self.cfg.train.output_dir} "
-                  f"(master {env.master_addr}:{env.master_port})")
+        _log(env, f"training into {self.cfg.train.output_dir} (master {env.master_addr}:{env.master_port})")
         result = self.train_fn(self.cfg, stop)
         if result.get("status") == "preempted":
             if env.rank == 0 and watch.should_requeue:
@@ -84,6 +92,7 @@ class EvalJob(Checkpointable):
         env = distributed_env.from_slurm()
         _start(env)
         from scm_dist.engine import FINAL_MODEL
+
         model = Path(self.cfg.train.output_dir) / FINAL_MODEL
         _log(env, f"evaluating {model}")
         return self.eval_fn(self.cfg, model)

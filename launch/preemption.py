@@ -10,6 +10,7 @@ checkpoint is written, and only then rank 0 requeues the job.
 - SIGTERM (preemption, ``scontrol requeue``, ``scancel``): stop and checkpoint if time
   allows; SLURM itself decides whether the job comes back, we never requeue.
 """
+
 from __future__ import annotations
 
 import signal
@@ -36,8 +37,11 @@ class SignalWatch:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received.append(signal.Signals(signum).name)
-        print(f"[scm-submit] caught {self.received[-1]}: stopping at the next step boundary",
-              file=sys.stderr, flush=True)
+        print(
+            f"[scm-submit] caught {self.received[-1]}: stopping at the next step boundary",
+            file=sys.stderr,
+            flush=True,
+        )
         self.stop.set()
 
     @property
@@ -52,7 +56,6 @@ class RequeueError(RuntimeError):
 
 def requeue(job_id: str) -> None:
     """Put this job back in the queue; SLURM then ends the running steps."""
-    out = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise RequeueError(f"scontrol requeue {job_id} failed: {(out.stderr or out.stdout).strip()}")

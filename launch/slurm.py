@@ -3,6 +3,7 @@
 One task per GPU (or ``tasks_per_node`` on CPU nodes); each task maps SLURM's variables
 to torch.distributed ranks (``launch.distributed_env``) and runs ``launch.jobs``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,7 +23,6 @@ from launch.jobs import EvalFn, EvalJob, TrainFn, TrainJob, engine_evaluate, eng
 from launch.sweep import SweepPoint
 from scm_dist.config import ExperimentConfig
 
-
 SIGNAL_SLACK_S = 120  # SLURM sends --signal up to 60 s early; leave start-up time as well
 
 
@@ -36,16 +36,16 @@ class Resources:
 
     nodes: int = 1
     gpus_per_node: int = 0
-    tasks_per_node: int = 0          # 0: one per GPU (one when there are no GPUs)
-    cpus_per_task: int = 0           # 0: SLURM's default
+    tasks_per_node: int = 0  # 0: one per GPU (one when there are no GPUs)
+    cpus_per_task: int = 0  # 0: SLURM's default
     time_min: int = 60
     partition: str = ""
     account: str = ""
     qos: str = ""
     constraint: str = ""
-    mem: str = ""                    # sbatch --mem syntax: 32G, 4000M, 0 (all)
+    mem: str = ""  # sbatch --mem syntax: 32G, 4000M, 0 (all)
     exclusive: bool = False
-    signal_delay_s: int = 120        # USR2 this long before the time limit
+    signal_delay_s: int = 120  # USR2 this long before the time limit
 
     @property
     def ntasks_per_node(self) -> int:
@@ -62,18 +62,30 @@ class Resources:
                 f"--time {self.time_min} min leaves no room for the checkpoint signal "
                 f"{self.signal_delay_s} s before the end: SLURM may send it up to "
                 f"{SIGNAL_SLACK_S} s early, before the job has started; raise --time or lower "
-                "--signal-delay")
-        params: dict[str, Any] = dict(job_name=job_name, nodes=self.nodes, time=self.time_min,
-                                      ntasks_per_node=self.ntasks_per_node,
-                                      signal_delay_s=self.signal_delay_s,
-                                      # one task failing ends the step (no rank left hanging)
-                                      srun_args=["--kill-on-bad-exit=1"])
+                "--signal-delay"
+            )
+        params: dict[str, Any] = dict(
+            job_name=job_name,
+            nodes=self.nodes,
+            time=self.time_min,
+            ntasks_per_node=self.ntasks_per_node,
+            signal_delay_s=self.signal_delay_s,
+            # one task failing ends the step (no rank left hanging)
+            srun_args=["--kill-on-bad-exit=1"],
+        )
         if dependency:  # a failed training cancels its evaluation instead of leaving it queued
             params["additional_parameters"] = {"kill-on-invalid-dep": "yes"}
-        optional = dict(gpus_per_node=self.gpus_per_node, cpus_per_task=self.cpus_per_task,
-                        partition=self.partition, account=self.account, qos=self.qos,
-                        constraint=self.constraint, mem=self.mem, dependency=dependency,
-                        exclusive=self.exclusive)
+        optional = dict(
+            gpus_per_node=self.gpus_per_node,
+            cpus_per_task=self.cpus_per_task,
+            partition=self.partition,
+            account=self.account,
+            qos=self.qos,
+            constraint=self.constraint,
+            mem=self.mem,
+            dependency=dependency,
+            exclusive=self.exclusive,
+        )
         params.update({k: v for k, v in optional.items() if v})
         return params
 
@@ -83,7 +95,7 @@ class Submission:
     """One job handed to SLURM (an array task counts as one)."""
 
     job_id: str
-    kind: str                        # train | eval
+    kind: str  # train | eval
     output_dir: str
     stdout: Path
     stderr: Path
@@ -96,13 +108,13 @@ def require_slurm() -> None:
             "no SLURM here (sbatch/srun not on PATH). To train on this machine's GPUs or CPUs "
             "use `accelerate launch --config_file configs/accelerate/<...>.yaml -m scm_dist.cli "
             "train --config <config>.yaml`; for the local test cluster run `make slurm-up` and "
-            "export SLURM_CONF as it prints.")
+            "export SLURM_CONF as it prints."
+        )
 
 
 def sbatch_script(folder: Path, params: dict[str, Any], array_size: int = 0) -> str:
     """The batch script submitit would submit for these parameters (for --dry-run)."""
-    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
-                        shlex.quote(str(folder))])
+    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
     extra = {"map_count": array_size} if array_size > 1 else {}
     params = {**params}
     if params.get("mem"):
@@ -147,8 +159,7 @@ def _without_eval(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg
 
 
-def plan_configs(cfg: ExperimentConfig, sweep: list[SweepPoint] | None,
-                 load: Any) -> list[ExperimentConfig]:
+def plan_configs(cfg: ExperimentConfig, sweep: list[SweepPoint] | None, load: Any) -> list[ExperimentConfig]:
     """One config per job: ``cfg`` itself, or one per sweep point in its own sub-directory.
 
     ``load(extra_overrides)`` rebuilds a config from the same file and overrides plus the
@@ -166,22 +177,28 @@ def log_folder(configs: list[ExperimentConfig], log_dir: Path | None = None) -> 
     return (log_dir or (out if len(configs) == 1 else out.parent) / "slurm") / "%j"
 
 
-def submit(configs: list[ExperimentConfig], train_res: Resources, *,
-           eval_res: Resources | None = None, train_fn: TrainFn = engine_train,
-           eval_fn: EvalFn = engine_evaluate,
-           log_dir: Path | None = None) -> list[Submission]:
+def submit(
+    configs: list[ExperimentConfig],
+    train_res: Resources,
+    *,
+    eval_res: Resources | None = None,
+    train_fn: TrainFn = engine_train,
+    eval_fn: EvalFn = engine_evaluate,
+    log_dir: Path | None = None,
+) -> list[Submission]:
     """Submit training for each config (an array when several), then dependent evaluations."""
     require_slurm()
     folder = log_folder(configs, log_dir)
     executor = _executor(folder, train_res.sbatch_parameters(configs[0].name))
     train_cfgs = configs if eval_res is None else [_without_eval(c) for c in configs]
     train_jobs = _submit(executor, [TrainJob(c, train_fn) for c in train_cfgs])
-    done = [Submission(j.job_id, "train", c.train.output_dir, j.paths.stdout, j.paths.stderr)
-            for j, c in zip(train_jobs, configs)]
+    done = [
+        Submission(j.job_id, "train", c.train.output_dir, j.paths.stdout, j.paths.stderr)
+        for j, c in zip(train_jobs, configs)
+    ]
     if eval_res is not None:
         for job, cfg in zip(train_jobs, configs):
             params = eval_res.sbatch_parameters(f"{cfg.name}-eval", f"afterok:{job.job_id}")
             (ev,) = _submit(_executor(folder, params), [EvalJob(cfg, eval_fn)])
-            done.append(Submission(ev.job_id, "eval", cfg.train.output_dir,
-                                   ev.paths.stdout, ev.paths.stderr))
+            done.append(Submission(ev.job_id, "eval", cfg.train.output_dir, ev.paths.stdout, ev.paths.stderr))
     return done

@@ -8,6 +8,7 @@ Two forms are accepted::
     - {optim.lr: 1.0e-4, seed: 0}   # explicit list of override sets
     - {optim.lr: 3.0e-4, seed: 1}
 """
+
 from __future__ import annotations
 
 import itertools
@@ -53,6 +54,8 @@ def load_sweep(path: str | Path) -> list[SweepPoint]:
     elif isinstance(data, list) and data and all(isinstance(item, dict) and item for item in data):
         sets = data
     else:
-        raise ConfigError(f"{path}: a sweep is either a mapping of dotted keys to value lists "
-                          "({optim.lr: [1e-4, 3e-4]}) or a list of override mappings")
+        raise ConfigError(
+            f"{path}: a sweep is either a mapping of dotted keys to value lists "
+            "({optim.lr: [1e-4, 3e-4]}) or a list of override mappings"
+        )
     return [SweepPoint(i, {str(k): v for k, v in values.items()}) for i, values in enumerate(sets)]

@@ -2,6 +2,7 @@
 
 Importing the package registers the model family in timm.
 """
+
 from . import models  # noqa: F401  (registers deit_{tscam,scm}_* in timm)
 
 __version__ = "0.1.0"

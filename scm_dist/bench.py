@@ -4,6 +4,7 @@ Names: model (efficient vs naive model path), train (backends, precisions, proce
 shards (conversion), loaders (WebDataset / FFCV / folder), eval (fast exact box search),
 all (every one, in that order).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,8 +24,9 @@ BENCHMARKS = {
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*BENCHMARKS, "all"):
-        sys.exit(f"usage: python -m scm_dist.bench {{{','.join(BENCHMARKS)},all}} [--json] "
-                 "[benchmark options]")
+        sys.exit(
+            f"usage: python -m scm_dist.bench {{{','.join(BENCHMARKS)},all}} [--json] [benchmark options]"
+        )
     name, options = argv[0], [a for a in argv[1:] if a != "--json"]
     if name != "all":
         print(json.dumps(importlib.import_module(BENCHMARKS[name]).run(options), indent=2))
@@ -33,8 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     # inherited by the next one's forked workers
     results = {}
     for each in BENCHMARKS:
-        out = subprocess.run([sys.executable, "-m", "scm_dist.bench", each, *options],
-                             stdout=subprocess.PIPE, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "scm_dist.bench", each, *options],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
         results[each] = json.loads(out.stdout)
     print(json.dumps(results, indent=2))
 

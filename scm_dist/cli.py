@@ -1,8 +1,9 @@
 """Command lines: ``scm-train`` and ``scm-eval`` (both read the one experiment config).
 
-    scm-train --config configs/experiments/synthetic_scm.yaml [section.key=value ...]
-    scm-eval  --config configs/experiments/synthetic_scm.yaml --checkpoint runs/x/model_final.pt
+scm-train --config configs/experiments/synthetic_scm.yaml [section.key=value ...]
+scm-eval  --config configs/experiments/synthetic_scm.yaml --checkpoint runs/x/model_final.pt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,16 +11,19 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import ConfigError, ExperimentConfig, load_config
 
 
 def _setup_logging() -> None:
     rank = int(os.environ.get("RANK", 0))  # launcher glue: quiet every rank but the first
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -29,15 +33,15 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list[str] | None
-           ) -> tuple[argparse.Namespace, ExperimentConfig]:
+def _parse(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, ExperimentConfig]:
     """Parse the command line, set up logging and load the config (exit on a bad one)."""
     args, extra = parser.parse_known_args(argv)
     _setup_logging()
     try:
         if extra:
-            raise ConfigError(f"unrecognised arguments {extra}: overrides look like "
-                              "section.key=value")
+            raise ConfigError(f"unrecognised arguments {extra}: overrides look like section.key=value")
         return args, load_config(args.config, args.overrides)
     except ConfigError as err:
         sys.exit(f"{parser.prog}: {err}")
@@ -58,8 +62,7 @@ def _run(prog: str, work: Callable[[], Any]) -> Any:
 
 def train_main(argv: list[str] | None = None) -> None:
     """``scm-train``: train (and evaluate when eval.after_train is set)."""
-    _, cfg = _parse(_parser("scm-train", "Train SCM / TS-CAM with Accelerate or DeepSpeed."),
-                    argv)
+    _, cfg = _parse(_parser("scm-train", "Train SCM / TS-CAM with Accelerate or DeepSpeed."), argv)
     from .engine import train
 
     summary = _run("scm-train", lambda: train(cfg))
@@ -71,8 +74,11 @@ def train_main(argv: list[str] | None = None) -> None:
 def eval_main(argv: list[str] | None = None) -> None:
     """``scm-eval``: distributed WSOL evaluation of a checkpoint."""
     parser = _parser("scm-eval", "Evaluate localization (both protocols) on every rank.")
-    parser.add_argument("--checkpoint", required=True, help="model file (model_final.pt, "
-                        "an exported encoder or a release checkpoint)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model file (model_final.pt, an exported encoder or a release checkpoint)",
+    )
     args, cfg = _parse(parser, argv)
     from .evaluation.run import evaluate
 

@@ -4,6 +4,7 @@
 
 Every CLI reads this object. Unknown keys are errors that list the close valid keys.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,52 +23,52 @@ class ModelConfig:
     """Which network and how it starts."""
 
     name: str = "deit_scm_small_patch16_224"
-    num_classes: int = 0             # 0: take it from the train shards' manifest
+    num_classes: int = 0  # 0: take it from the train shards' manifest
     img_size: int = 224
     drop_path_rate: float = 0.1
-    depth: int = 0                   # >0: override the number of blocks (small demo models)
-    pretrained: str = ""             # local checkpoint file (DeiT, release or own); "" = random
-    attn_impl: str = "fused"         # fused | naive (materialised attention, reference)
-    scm_impl: str = "fast"           # fast | literal (SCM_SPEC.md step by step, reference)
+    depth: int = 0  # >0: override the number of blocks (small demo models)
+    pretrained: str = ""  # local checkpoint file (DeiT, release or own); "" = random
+    attn_impl: str = "fused"  # fused | naive (materialised attention, reference)
+    scm_impl: str = "fast"  # fast | literal (SCM_SPEC.md step by step, reference)
 
 
 @dataclass
 class DataConfig:
     """Where the shards are and how they are streamed and transformed."""
 
-    train_dir: str = ""              # shard directory with manifest.json (or an image folder)
+    train_dir: str = ""  # shard directory with manifest.json (or an image folder)
     val_dir: str = ""
-    format: str = "auto"             # auto (from the manifest) | webdataset | ffcv | folder
-    resize_size: int = 256           # train: resize to resize_size x resize_size ...
-    crop_size: int = 224             # ... then random crop crop_size, horizontal flip
-    eval_size: int = 224             # eval: resize to eval_size x eval_size
-    batch_size: int = 64             # micro batch per process
+    format: str = "auto"  # auto (from the manifest) | webdataset | ffcv | folder
+    resize_size: int = 256  # train: resize to resize_size x resize_size ...
+    crop_size: int = 224  # ... then random crop crop_size, horizontal flip
+    eval_size: int = 224  # eval: resize to eval_size x eval_size
+    batch_size: int = 64  # micro batch per process
     eval_batch_size: int = 64
-    workers: int = 4                 # loader worker processes per rank
-    shuffle_buffer: int = 2000       # webdataset sample shuffle buffer
-    resampled: bool = False          # webdataset: sample shards with replacement ...
-    samples_per_epoch: int = 0       # ... with this many samples per epoch (0: manifest count)
-    ffcv_order: str = "random"       # random | quasi_random
-    ffcv_os_cache: bool = True       # FFCV: use the page cache (else process-local memory)
-    skip_corrupt: bool = False       # train: skip undecodable samples with a warning + count
+    workers: int = 4  # loader worker processes per rank
+    shuffle_buffer: int = 2000  # webdataset sample shuffle buffer
+    resampled: bool = False  # webdataset: sample shards with replacement ...
+    samples_per_epoch: int = 0  # ... with this many samples per epoch (0: manifest count)
+    ffcv_order: str = "random"  # random | quasi_random
+    ffcv_os_cache: bool = True  # FFCV: use the page cache (else process-local memory)
+    skip_corrupt: bool = False  # train: skip undecodable samples with a warning + count
 
 
 @dataclass
 class OptimConfig:
     """AdamW and the learning-rate schedule."""
 
-    lr: float = 5e-5                 # base LR at base_batch_size
-    lr_scaling: str = "linear"       # linear: lr * global_batch / base_batch_size | none
+    lr: float = 5e-5  # base LR at base_batch_size
+    lr_scaling: str = "linear"  # linear: lr * global_batch / base_batch_size | none
     base_batch_size: int = 256
-    weight_decay: float = 0.05       # not applied to norms, biases, pos_embed, cls_token
+    weight_decay: float = 0.05  # not applied to norms, biases, pos_embed, cls_token
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    schedule: str = "step"           # step | cosine
+    schedule: str = "step"  # step | cosine
     decay_epochs: list[int] = field(default_factory=list)  # step: multiply by decay_rate at these
     decay_rate: float = 0.1
-    warmup_epochs: float = 0.0       # linear warmup (both schedules)
-    min_lr: float = 0.0              # cosine floor
-    grad_clip: float = 0.0           # max global grad norm; 0 disables
+    warmup_epochs: float = 0.0  # linear warmup (both schedules)
+    min_lr: float = 0.0  # cosine floor
+    grad_clip: float = 0.0  # max global grad norm; 0 disables
     label_smoothing: float = 0.0
 
 
@@ -75,20 +76,20 @@ class OptimConfig:
 class TrainConfig:
     """The engine, precision, length, checkpoints and logging."""
 
-    engine: str = "accelerate"       # accelerate | deepspeed
-    sharding: str = "ddp"            # accelerate: ddp | fsdp
+    engine: str = "accelerate"  # accelerate | deepspeed
+    sharding: str = "ddp"  # accelerate: ddp | fsdp
     deepspeed_config: str = "configs/deepspeed/zero2.json"
-    precision: str = "fp32"          # fp32 | bf16 | fp16 (fp16 uses loss scaling)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses loss scaling)
     epochs: int = 30
-    max_steps: int = 0               # >0: stop after this many optimizer steps
+    max_steps: int = 0  # >0: stop after this many optimizer steps
     grad_accum: int = 1
-    global_batch_size: int = 0       # >0: grad_accum = this / (batch_size x world size), must divide
-    checkpoint_every: int = 500      # optimizer steps; a checkpoint is also written at the end
+    global_batch_size: int = 0  # >0: grad_accum = this / (batch_size x world size), must divide
+    checkpoint_every: int = 500  # optimizer steps; a checkpoint is also written at the end
     keep_last: int = 3
     log_every: int = 20
     output_dir: str = "runs/default"
-    resume: str = "auto"             # auto (latest in output_dir) | none | a checkpoint path
-    expected_world_size: int = 0     # >0: refuse to start with another world size
+    resume: str = "auto"  # auto (latest in output_dir) | none | a checkpoint path
+    expected_world_size: int = 0  # >0: refuse to start with another world size
 
 
 @dataclass
@@ -101,7 +102,7 @@ class EvalConfig:
     cam_curve_interval: float = 0.01
     top_k: int = 5
     num_pictures: int = 8
-    output_dir: str = ""             # "" = <train.output_dir>/eval
+    output_dir: str = ""  # "" = <train.output_dir>/eval
 
 
 @dataclass
@@ -200,8 +201,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None
-                ) -> ExperimentConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Defaults, then the YAML file, then the dotted overrides."""
     cfg = ExperimentConfig()
     if path is not None:

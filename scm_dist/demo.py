@@ -14,6 +14,7 @@
 4. A table of Top-1 Cls, Top-1 Loc, GT-known Loc and MaxBoxAccV2, ``<out>/demo_results.json``
    and where everything lies.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ class DemoError(RuntimeError):
 def _synth_arguments(args: argparse.Namespace) -> dict[str, Any]:
     from data_shards.sources.synthetic import GENERATOR_VERSION
 
-    return {"train": args.train_images, "val": args.val_images, "image_size": args.image_size,
-            "classes": args.classes, "seed": args.seed, "generator_version": GENERATOR_VERSION}
+    return {
+        "train": args.train_images,
+        "val": args.val_images,
+        "image_size": args.image_size,
+        "classes": args.classes,
+        "seed": args.seed,
+        "generator_version": GENERATOR_VERSION,
+    }
 
 
 def reusable_shards(data_dir: Path, wanted: dict[str, Any]) -> tuple[bool, str]:
@@ -75,8 +82,9 @@ def _stream(command: list[str], log_path: Path, env: dict[str, str] | None = Non
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(command) + "\n").encode())
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   env=env, cwd=REPO)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO
+        )
         assert process.stdout is not None
         while chunk := os.read(process.stdout.fileno(), 65536):
             sys.stdout.buffer.write(chunk)
@@ -84,8 +92,9 @@ def _stream(command: list[str], log_path: Path, env: dict[str, str] | None = Non
             log.write(chunk)
         code = process.wait()
     if code:
-        raise DemoError(f"`{' '.join(command[:6])} ...` failed with exit code {code}; "
-                        f"its full output is in {log_path}")
+        raise DemoError(
+            f"`{' '.join(command[:6])} ...` failed with exit code {code}; its full output is in {log_path}"
+        )
 
 
 def make_shards(args: argparse.Namespace, data_dir: Path, log_dir: Path) -> str:
@@ -97,30 +106,64 @@ def make_shards(args: argparse.Namespace, data_dir: Path, log_dir: Path) -> str:
             return f"reused {data_dir} ({reason})"
         print(f"[demo] making new shards: {reason}", flush=True)
     shutil.rmtree(data_dir, ignore_errors=True)
-    _stream([sys.executable, "-m", "data_shards", "synth", "--out", str(data_dir),
-             "--train", str(args.train_images), "--val", str(args.val_images),
-             "--image-size", str(args.image_size), "--classes", str(args.classes),
-             "--seed", str(args.seed), "--workers", "2"], log_dir / "synth.log")
+    _stream(
+        [
+            sys.executable,
+            "-m",
+            "data_shards",
+            "synth",
+            "--out",
+            str(data_dir),
+            "--train",
+            str(args.train_images),
+            "--val",
+            str(args.val_images),
+            "--image-size",
+            str(args.image_size),
+            "--classes",
+            str(args.classes),
+            "--seed",
+            str(args.seed),
+            "--workers",
+            "2",
+        ],
+        log_dir / "synth.log",
+    )
     return f"synthesized {data_dir}"
 
 
 def run_overrides(args: argparse.Namespace, data_dir: Path, run_dir: Path) -> list[str]:
     """The dotted overrides that point a demo config at this demo's data and run folder."""
-    return [f"data.train_dir={data_dir / 'train'}", f"data.val_dir={data_dir / 'val'}",
-            f"train.output_dir={run_dir}", "train.resume=none", "eval.after_train=true",
-            *args.set]
+    return [
+        f"data.train_dir={data_dir / 'train'}",
+        f"data.val_dir={data_dir / 'val'}",
+        f"train.output_dir={run_dir}",
+        "train.resume=none",
+        "eval.after_train=true",
+        *args.set,
+    ]
 
 
-def train_and_evaluate(args: argparse.Namespace, config: str, data_dir: Path, run_dir: Path,
-                       log_path: Path) -> dict[str, Any]:
+def train_and_evaluate(
+    args: argparse.Namespace, config: str, data_dir: Path, run_dir: Path, log_path: Path
+) -> dict[str, Any]:
     """``accelerate launch`` (2 processes) of ``scm-train`` with evaluation after training."""
     shutil.rmtree(run_dir, ignore_errors=True)
     threads = str(max(1, (os.cpu_count() or 2) // 2))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch",
-               "--config_file", str(ACCELERATE_CONFIG), "-m", "scm_dist.cli_train",
-               "--config", str(EXPERIMENTS / f"{config}.yaml"),
-               *run_overrides(args, data_dir, run_dir), "train.expected_world_size=2"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIG),
+        "-m",
+        "scm_dist.cli_train",
+        "--config",
+        str(EXPERIMENTS / f"{config}.yaml"),
+        *run_overrides(args, data_dir, run_dir),
+        "train.expected_world_size=2",
+    ]
     _stream(command, log_path, env)
     results = run_dir / "eval" / "results.json"
     if not results.is_file():
@@ -148,24 +191,29 @@ def centred_box_results(config: str, overrides: list[str]) -> dict[str, Any]:
 
     cfg = load_config(EXPERIMENTS / f"{config}.yaml", overrides)
     size = (cfg.data.eval_size, cfg.data.eval_size)
-    evaluator = LocalizationEvaluator(image_size=size, iou_thresholds=cfg.eval.iou_thresholds,
-                                      cam_curve_interval=cfg.eval.cam_curve_interval, topk=(1,))
+    evaluator = LocalizationEvaluator(
+        image_size=size,
+        iou_thresholds=cfg.eval.iou_thresholds,
+        cam_curve_interval=cfg.eval.cam_curve_interval,
+        topk=(1,),
+    )
     loader = build_eval_loader(cfg.data)
     box_map = torch.from_numpy(centred_scoremap(size))
     for batch in loader:
         cams = box_map.expand(len(batch), loader.num_classes, *size)
-        evaluator.update(torch.zeros(len(batch), loader.num_classes), cams, batch.labels,
-                         batch.boxes)
+        evaluator.update(torch.zeros(len(batch), loader.num_classes), cams, batch.labels, batch.boxes)
     return evaluator.compute()
 
 
 def table_row(results: dict[str, Any], has_classifier: bool = True) -> dict[str, float | None]:
     """The four headline numbers (%) of a results dict, ``wsol`` protocol, IoU 50."""
     wsol = results["protocols"]["wsol"]
-    return {"Top-1 Cls": wsol["Top-1 Cls"] if has_classifier else None,
-            "Top-1 Loc": wsol["Top-1 Loc"]["acc"] if has_classifier else None,
-            "GT-known Loc": wsol["GT-known Loc"]["acc"],
-            "MaxBoxAccV2": wsol["MaxBoxAccV2"]["acc"]}
+    return {
+        "Top-1 Cls": wsol["Top-1 Cls"] if has_classifier else None,
+        "Top-1 Loc": wsol["Top-1 Loc"]["acc"] if has_classifier else None,
+        "GT-known Loc": wsol["GT-known Loc"]["acc"],
+        "MaxBoxAccV2": wsol["MaxBoxAccV2"]["acc"],
+    }
 
 
 def format_rows(rows: dict[str, dict[str, float | None]]) -> str:
@@ -179,20 +227,31 @@ def format_rows(rows: dict[str, dict[str, float | None]]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scm_dist.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m scm_dist.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="everything goes here")
     p.add_argument("--fresh", action="store_true", help="synthesize the shards again")
-    p.add_argument("--quick", action="store_true",
-                   help="a seconds-long smoke run (tiny set and model, a few steps): checks "
-                        "the pipeline, learns nothing")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a seconds-long smoke run (tiny set and model, a few steps): checks "
+        "the pipeline, learns nothing",
+    )
     p.add_argument("--train-images", type=int, default=None)
     p.add_argument("--val-images", type=int, default=None)
     p.add_argument("--image-size", type=int, default=None, help="synthetic image side (px)")
     p.add_argument("--classes", type=int, default=5, help="shapes (2-10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for both models (repeatable), e.g. train.epochs=2")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both models (repeatable), e.g. train.epochs=2",
+    )
     return p
 
 
@@ -206,10 +265,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.quick:
         size = args.image_size
-        args.set = [f"model.img_size={size}", f"data.crop_size={size}",
-                    f"data.resize_size={size}", f"data.eval_size={size}", "model.depth=1",
-                    "data.batch_size=8", "data.eval_batch_size=16", "train.max_steps=3",
-                    "optim.warmup_epochs=0", "eval.num_pictures=2", *args.set]
+        args.set = [
+            f"model.img_size={size}",
+            f"data.crop_size={size}",
+            f"data.resize_size={size}",
+            f"data.eval_size={size}",
+            "model.depth=1",
+            "data.batch_size=8",
+            "data.eval_batch_size=16",
+            "train.max_steps=3",
+            "optim.warmup_epochs=0",
+            "eval.num_pictures=2",
+            *args.set,
+        ]
     return args
 
 
@@ -229,18 +297,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results, runs = {}, {}
     for step, (name, config) in enumerate(MODELS, start=2):
         run_dir = out / "runs" / config.removeprefix("demo_")
-        print(f"[demo] {step}/4 {name}: accelerate launch, 2 processes, {config}.yaml "
-              f"-> {run_dir}", flush=True)
+        print(
+            f"[demo] {step}/4 {name}: accelerate launch, 2 processes, {config}.yaml -> {run_dir}", flush=True
+        )
         begun = time.perf_counter()
-        results[name] = train_and_evaluate(args, config, data_dir, run_dir,
-                                           log_dir / f"{config}.log")
+        results[name] = train_and_evaluate(args, config, data_dir, run_dir, log_dir / f"{config}.log")
         timings[f"{config}_s"] = time.perf_counter() - begun
-        runs[name] = {"run_dir": str(run_dir), "checkpoint": str(run_dir / "model_final.pt"),
-                      "metrics": str(run_dir / "metrics.jsonl"),
-                      "eval": str(run_dir / "eval" / "results.json"),
-                      "pictures": str(run_dir / "eval" / "pictures"),
-                      "threshold_curves": str(run_dir / "eval" / "threshold_curves.png"),
-                      "log": str(log_dir / f"{config}.log")}
+        runs[name] = {
+            "run_dir": str(run_dir),
+            "checkpoint": str(run_dir / "model_final.pt"),
+            "metrics": str(run_dir / "metrics.jsonl"),
+            "eval": str(run_dir / "eval" / "results.json"),
+            "pictures": str(run_dir / "eval" / "pictures"),
+            "threshold_curves": str(run_dir / "eval" / "threshold_curves.png"),
+            "log": str(log_dir / f"{config}.log"),
+        }
         print(f"[demo] {name} done in {timings[f'{config}_s']:.0f} s", flush=True)
 
     print(f"[demo] 4/4 {BASELINE} baseline on the same val set", flush=True)
@@ -252,18 +323,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = {name: table_row(r) for name, r in results.items()}
     rows[BASELINE] = table_row(baseline, has_classifier=False)
     from data_shards.schema import read_manifest
-    manifest_baseline = {k: v for k, v in read_manifest(data_dir / "val").arguments.items()
-                         if k.startswith("centred_box")}
-    summary = {"table": rows, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-               "val_images": baseline["num_images"], "runs": runs, "data": str(data_dir),
-               "centred_box": {"evaluated": baseline, "manifest_search": manifest_baseline},
-               "quick": args.quick}
+
+    manifest_baseline = {
+        k: v for k, v in read_manifest(data_dir / "val").arguments.items() if k.startswith("centred_box")
+    }
+    summary = {
+        "table": rows,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "val_images": baseline["num_images"],
+        "runs": runs,
+        "data": str(data_dir),
+        "centred_box": {"evaluated": baseline, "manifest_search": manifest_baseline},
+        "quick": args.quick,
+    }
     (out / "demo_results.json").write_text(json.dumps(summary, indent=2, default=str))
 
     print("\n" + format_rows(rows))
-    print(f"({baseline['num_images']} val images; wsol protocol, IoU 50; MaxBoxAccV2 = mean "
-          f"over IoU 30/50/70; {BASELINE}: the best centred box of the image's aspect ratio, "
-          "no classifier)")
+    print(
+        f"({baseline['num_images']} val images; wsol protocol, IoU 50; MaxBoxAccV2 = mean "
+        f"over IoU 30/50/70; {BASELINE}: the best centred box of the image's aspect ratio, "
+        "no classifier)"
+    )
     print(f"\n[demo] finished in {timings['total_s'] / 60:.1f} min")
     print(f"  table (JSON)       {out / 'demo_results.json'}")
     print(f"  shards             {data_dir}/{{train,val}} (WebDataset .tar and FFCV .beton)")

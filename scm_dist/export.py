@@ -6,6 +6,7 @@ Eval mode never runs SCM, so the exported file gives identical eval outputs; loa
 with ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=OUT),
 num_classes=K)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = export_encoder(args.checkpoint, args.out)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"scm-export: error: {err}")
-    print(f"wrote {args.out}: {counts['kept']} tensors, dropped {counts['dropped_scm']} SCM "
-          "parameters")
+    print(f"wrote {args.out}: {counts['kept']} tensors, dropped {counts['dropped_scm']} SCM parameters")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Small helpers shared by the sources: directory checks and image listing."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -41,4 +42,5 @@ def check_no_orphans(annotated: Iterable[str], present: set[str], annotation_pat
     if missing:
         raise LayoutError(
             f"{annotation_path} annotates {len(missing)} image(s) that do not exist under {root}, "
-            f"e.g. {missing[:5]}; check --root and that the annotations belong to this split")
+            f"e.g. {missing[:5]}; check --root and that the annotations belong to this split"
+        )

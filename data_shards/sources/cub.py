@@ -4,6 +4,7 @@
 Boxes become ``[x, y, x + width, y + height]`` (as in the wsolevaluation CUB metadata);
 ``--split train`` takes is_training_image = 1, ``val`` and ``test`` take the others.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,15 +52,26 @@ def list_cub(root: Path, split: str) -> SourceListing:
             continue
         label = int(labels[image_id][0]) - 1
         if not 0 <= label < len(classes):
-            raise LayoutError(f"{root / 'image_class_labels.txt'}: class {label + 1} of {rel} "
-                              f"outside 1..{len(classes)}")
+            raise LayoutError(
+                f"{root / 'image_class_labels.txt'}: class {label + 1} of {rel} outside 1..{len(classes)}"
+            )
         box = ()
         if image_id in boxes:
             x, y, w, h = (float(v) for v in boxes[image_id])
             box = ((x, y, x + w, y + h),)
-        records.append(SourceRecord(key=Path(rel).stem, source=f"images/{rel}", label=label,
-                                    class_name=classes[label], boxes=box, path=str(path)))
+        records.append(
+            SourceRecord(
+                key=Path(rel).stem,
+                source=f"images/{rel}",
+                label=label,
+                class_name=classes[label],
+                boxes=box,
+                path=str(path),
+            )
+        )
     if missing:
-        raise LayoutError(f"{root / 'images.txt'} lists {len(missing)} image(s) that do not exist, "
-                          f"e.g. {missing[:5]}; expected them under {root / 'images'}")
+        raise LayoutError(
+            f"{root / 'images.txt'} lists {len(missing)} image(s) that do not exist, "
+            f"e.g. {missing[:5]}; expected them under {root / 'images'}"
+        )
     return SourceListing("cub", split, classes, tuple(records))

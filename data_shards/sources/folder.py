@@ -3,15 +3,20 @@
 Optional boxes CSV with the header ``path,x0,y0,x1,y1`` (path relative to the root, one row
 per box, pixels of the original image). Images without rows have no boxes.
 """
+
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Optional
 
 from data_shards.records import Box, SourceListing, SourceRecord
 from data_shards.sources.common import (
-    LayoutError, check_no_orphans, list_images, require_dir, require_file, sorted_subdirs,
+    LayoutError,
+    check_no_orphans,
+    list_images,
+    require_dir,
+    require_file,
+    sorted_subdirs,
 )
 
 BOXES_HEADER = ["path", "x0", "y0", "x1", "y1"]
@@ -34,7 +39,7 @@ def read_boxes_csv(path: Path) -> dict[str, list[Box]]:
     return out
 
 
-def list_folder(root: Path, split: str, boxes_csv: Optional[Path] = None) -> SourceListing:
+def list_folder(root: Path, split: str, boxes_csv: Path | None = None) -> SourceListing:
     """List an image folder; ``split`` only names the output."""
     require_dir(root, "a folder with one subfolder of images per class")
     class_dirs = sorted_subdirs(root)
@@ -47,9 +52,16 @@ def list_folder(root: Path, split: str, boxes_csv: Optional[Path] = None) -> Sou
         for path in list_images(folder):
             rel = path.relative_to(root).as_posix()
             key = f"{folder.name}__{path.stem}".replace(".", "_")  # WebDataset keys end at the first dot
-            records.append(SourceRecord(key=key, source=rel,
-                                        label=label, class_name=folder.name,
-                                        boxes=tuple(boxes.get(rel, ())), path=str(path)))
+            records.append(
+                SourceRecord(
+                    key=key,
+                    source=rel,
+                    label=label,
+                    class_name=folder.name,
+                    boxes=tuple(boxes.get(rel, ())),
+                    path=str(path),
+                )
+            )
     if not records:
         raise LayoutError(f"no images under {root}/<class>/ (extensions .jpg .jpeg .png .bmp .webp)")
     if boxes_csv is not None:

@@ -11,17 +11,22 @@ Val labels and boxes come from any one of four annotation formats, detected from
 Class index = position of the wnid in the sorted wnids (from ``--classes``, ``train/``, or
 the class folders of ``val/``).
 """
+
 from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from data_shards.records import Box, SourceListing, SourceRecord
 from data_shards.sources.common import (
-    LayoutError, check_no_orphans, list_images, require_dir, require_file, sorted_subdirs,
+    LayoutError,
+    check_no_orphans,
+    list_images,
+    require_dir,
+    require_file,
+    sorted_subdirs,
 )
 
 ANNOTATION_FORMATS = ("auto", "xml", "loc-csv", "wsol", "val-folder")
@@ -31,10 +36,10 @@ ANNOTATION_FORMATS = ("auto", "xml", "loc-csv", "wsol", "val-folder")
 class Annotation:
     """Label (as a wnid or an index) and boxes of one image, keyed elsewhere by file name."""
 
-    wnid: Optional[str]
-    label: Optional[int]
+    wnid: str | None
+    label: int | None
     boxes: tuple[Box, ...]
-    size: Optional[tuple[int, int]]
+    size: tuple[int, int] | None
 
 
 def _box(values: list[str], where: str) -> Box:
@@ -82,7 +87,7 @@ def read_loc_csv(path: Path) -> dict[str, Annotation]:
             parts = row[1].split() if len(row) == 2 else []
             if not parts or len(parts) % 5:
                 raise LayoutError(f"{path}:{line}: expected 'wnid x0 y0 x1 y1' repeated, got {row}")
-            groups = [parts[i:i + 5] for i in range(0, len(parts), 5)]
+            groups = [parts[i : i + 5] for i in range(0, len(parts), 5)]
             wnids = {g[0] for g in groups}
             if len(wnids) > 1:
                 raise LayoutError(f"{path}:{line}: several classes {sorted(wnids)}; expected one")
@@ -108,8 +113,9 @@ def read_wsol_metadata(folder: Path) -> dict[str, Annotation]:
     for image_id in ids:
         if image_id not in labels or image_id not in sizes:
             raise LayoutError(f"{folder}: {image_id} is in image_ids.txt but has no class label or size")
-        out[Path(image_id).stem] = Annotation(None, labels[image_id], tuple(boxes.get(image_id, ())),
-                                              sizes[image_id])
+        out[Path(image_id).stem] = Annotation(
+            None, labels[image_id], tuple(boxes.get(image_id, ())), sizes[image_id]
+        )
     return out
 
 
@@ -122,9 +128,11 @@ def read_val_folder_txt(path: Path) -> dict[str, Annotation]:
             if not parts:
                 continue
             if len(parts) < 2 or (len(parts) - 2) % 4 or "/" not in parts[0]:
-                raise LayoutError(f"{path}:{line_no}: expected 'wnid/file label x0 y0 x1 y1 ...', got {line!r}")
+                raise LayoutError(
+                    f"{path}:{line_no}: expected 'wnid/file label x0 y0 x1 y1 ...', got {line!r}"
+                )
             wnid, name = parts[0].split("/", 1)
-            boxes = tuple(_box(parts[i:i + 4], f"{path}:{line_no}") for i in range(2, len(parts), 4))
+            boxes = tuple(_box(parts[i : i + 4], f"{path}:{line_no}") for i in range(2, len(parts), 4))
             out[Path(name).stem] = Annotation(wnid, int(parts[1]), boxes, None)
     return out
 
@@ -137,8 +145,10 @@ def detect_annotation_format(path: Path) -> str:
         return "loc-csv"
     if path.suffix.lower() == ".txt":
         return "val-folder"
-    raise LayoutError(f"cannot tell the annotation format of {path}; pass --annotation-format "
-                      f"({', '.join(ANNOTATION_FORMATS[1:])})")
+    raise LayoutError(
+        f"cannot tell the annotation format of {path}; pass --annotation-format "
+        f"({', '.join(ANNOTATION_FORMATS[1:])})"
+    )
 
 
 def read_annotations(path: Path, fmt: str = "auto") -> dict[str, Annotation]:
@@ -146,8 +156,12 @@ def read_annotations(path: Path, fmt: str = "auto") -> dict[str, Annotation]:
     if not path.exists():
         raise LayoutError(f"annotation path {path} does not exist")
     fmt = detect_annotation_format(path) if fmt == "auto" else fmt
-    readers = {"xml": read_xml_folder, "loc-csv": read_loc_csv, "wsol": read_wsol_metadata,
-               "val-folder": read_val_folder_txt}
+    readers = {
+        "xml": read_xml_folder,
+        "loc-csv": read_loc_csv,
+        "wsol": read_wsol_metadata,
+        "val-folder": read_val_folder_txt,
+    }
     if fmt not in readers:
         raise LayoutError(f"unknown annotation format {fmt!r}; expected one of {ANNOTATION_FORMATS}")
     return readers[fmt](path)
@@ -159,7 +173,7 @@ def read_classes_file(path: Path) -> list[str]:
         return sorted({line.split()[0].split("/")[0] for line in f if line.strip()})
 
 
-def _class_list(root: Path, classes_file: Optional[Path], annotations: dict[str, Annotation]) -> list[str]:
+def _class_list(root: Path, classes_file: Path | None, annotations: dict[str, Annotation]) -> list[str]:
     if classes_file is not None:
         return read_classes_file(classes_file)
     for folder in (root / "train", root / "val"):
@@ -167,30 +181,39 @@ def _class_list(root: Path, classes_file: Optional[Path], annotations: dict[str,
             return [d.name for d in sorted_subdirs(folder)]
     wnids = {a.wnid for a in annotations.values() if a.wnid}
     if not wnids:
-        raise LayoutError(f"cannot tell the class list: no {root / 'train'} folders and the annotations "
-                          "hold class indices only; pass --classes FILE (one wnid per line, e.g. "
-                          "val_folder_new.txt)")
+        raise LayoutError(
+            f"cannot tell the class list: no {root / 'train'} folders and the annotations "
+            "hold class indices only; pass --classes FILE (one wnid per line, e.g. "
+            "val_folder_new.txt)"
+        )
     return sorted(wnids)
 
 
-def _resolve_label(ann: Annotation, folder_wnid: Optional[str], classes: list[str],
-                   index: dict[str, int], where: str) -> int:
+def _resolve_label(
+    ann: Annotation, folder_wnid: str | None, classes: list[str], index: dict[str, int], where: str
+) -> int:
     wnid = ann.wnid or folder_wnid
     if wnid is not None:
         if wnid not in index:
             raise LayoutError(f"{where}: unknown wnid {wnid!r}, not among the {len(classes)} classes")
         if ann.label is not None and ann.label != index[wnid]:
-            raise LayoutError(f"{where}: label {ann.label} disagrees with wnid {wnid} "
-                              f"(index {index[wnid]} in sorted wnids)")
+            raise LayoutError(
+                f"{where}: label {ann.label} disagrees with wnid {wnid} (index {index[wnid]} in sorted wnids)"
+            )
         return index[wnid]
     if ann.label is None or not 0 <= ann.label < len(classes):
         raise LayoutError(f"{where}: class index {ann.label} outside 0..{len(classes) - 1}")
     return ann.label
 
 
-def list_imagenet(root: Path, split: str, annotations: Optional[Path] = None,
-                  annotation_format: str = "auto", classes_file: Optional[Path] = None,
-                  train_boxes: Optional[Path] = None) -> SourceListing:
+def list_imagenet(
+    root: Path,
+    split: str,
+    annotations: Path | None = None,
+    annotation_format: str = "auto",
+    classes_file: Path | None = None,
+    train_boxes: Path | None = None,
+) -> SourceListing:
     """List an ImageNet-1K split with labels and boxes."""
     require_dir(root, "the ImageNet root holding train/ and/or val/")
     if split not in ("train", "val"):
@@ -205,13 +228,17 @@ def list_imagenet(root: Path, split: str, annotations: Optional[Path] = None,
         if split == "train":
             raise LayoutError(f"{split_dir} has no class folders; expected train/<wnid>/*.JPEG")
         if ann_path is None:
-            raise LayoutError(f"{split_dir} is flat (no class folders), so labels must come from "
-                              "--annotations (XML folder, LOC_val_solution.csv, wsol metadata or "
-                              "val_folder_new.txt)")
+            raise LayoutError(
+                f"{split_dir} is flat (no class folders), so labels must come from "
+                "--annotations (XML folder, LOC_val_solution.csv, wsol metadata or "
+                "val_folder_new.txt)"
+            )
         images = [(p, None) for p in list_images(split_dir)]
     if not images:
-        raise LayoutError(f"no images found in {split_dir}; expected {split}/<wnid>/*.JPEG"
-                          + (" or val/*.JPEG" if split == "val" else ""))
+        raise LayoutError(
+            f"no images found in {split_dir}; expected {split}/<wnid>/*.JPEG"
+            + (" or val/*.JPEG" if split == "val" else "")
+        )
     if ann_path is not None and split == "val":
         check_no_orphans(ann, {p.stem for p, _ in images}, ann_path, split_dir)
     classes = _class_list(root, classes_file, ann)
@@ -225,6 +252,15 @@ def list_imagenet(root: Path, split: str, annotations: Optional[Path] = None,
                 raise LayoutError(f"{rel} has no label in {ann_path}; every val image needs one")
             a = Annotation(folder_wnid, None, (), None)
         label = _resolve_label(a, folder_wnid, classes, index, rel)
-        records.append(SourceRecord(key=path.stem, source=rel, label=label, class_name=classes[label],
-                                    boxes=a.boxes, size=a.size, path=str(path)))
+        records.append(
+            SourceRecord(
+                key=path.stem,
+                source=rel,
+                label=label,
+                class_name=classes[label],
+                boxes=a.boxes,
+                size=a.size,
+                path=str(path),
+            )
+        )
     return SourceListing("imagenet", split, tuple(classes), tuple(records))

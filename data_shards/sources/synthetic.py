@@ -13,11 +13,12 @@ object's visible pixels, ``[x0, y0, x1, y1]`` inclusive pixel indices.
 :func:`centred_box_accuracy` gives the best accuracy (IoU >= 0.5) that one fixed centred box
 reaches on a set, the "no localization" baseline a model must beat.
 """
+
 from __future__ import annotations
 
 import functools
 import multiprocessing
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -26,14 +27,24 @@ from data_shards.images import encode_jpeg
 from data_shards.records import SourceListing, SourceRecord
 from data_shards.sources.common import LayoutError
 
-GENERATOR_VERSION = 2        # bump when the pixels change: re-runs then re-synthesize
-SHAPES = ("ellipse", "rectangle", "triangle", "star", "cross", "ring", "hexagon", "crescent",
-          "arrow", "hourglass")
+GENERATOR_VERSION = 2  # bump when the pixels change: re-runs then re-synthesize
+SHAPES = (
+    "ellipse",
+    "rectangle",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "hexagon",
+    "crescent",
+    "arrow",
+    "hourglass",
+)
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-_AREA_RANGE = (0.1, 0.45)    # object box area / image area
-_LOG_ASPECT = 0.6            # aspect ratio in [e^-0.6, e^0.6] = [0.55, 1.8]
+_AREA_RANGE = (0.1, 0.45)  # object box area / image area
+_LOG_ASPECT = 0.6  # aspect ratio in [e^-0.6, e^0.6] = [0.55, 1.8]
 _MAX_ROTATION = np.deg2rad(25.0)
-_CUT_FRACTION = 0.2          # the box may lie up to this fraction of its size outside the image
+_CUT_FRACTION = 0.2  # the box may lie up to this fraction of its size outside the image
 
 
 def _circle(n: int = 40, radius: float = 1.0, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
@@ -59,13 +70,35 @@ _SHAPE_POLYGONS: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
     "rectangle": ([np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)], []),
     "triangle": ([np.array([[0, -1], [1, 1], [-1, 1]], float)], []),
     "star": ([_star()], []),
-    "cross": ([np.array([[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1],
-                         [-_A, 1], [-_A, _A], [-1, _A], [-1, -_A], [-_A, -_A]], float)], []),
+    "cross": (
+        [
+            np.array(
+                [
+                    [-_A, -1],
+                    [_A, -1],
+                    [_A, -_A],
+                    [1, -_A],
+                    [1, _A],
+                    [_A, _A],
+                    [_A, 1],
+                    [-_A, 1],
+                    [-_A, _A],
+                    [-1, _A],
+                    [-1, -_A],
+                    [-_A, -_A],
+                ],
+                float,
+            )
+        ],
+        [],
+    ),
     "ring": ([_circle()], [_circle(radius=0.55)]),
     "hexagon": ([_regular(6, 0.0)], []),
     "crescent": ([_circle()], [_circle(radius=0.8, cx=0.45, cy=-0.1)]),
-    "arrow": ([np.array([[-1, -0.3], [0.1, -0.3], [0.1, -1], [1, 0], [0.1, 1], [0.1, 0.3],
-                         [-1, 0.3]], float)], []),
+    "arrow": (
+        [np.array([[-1, -0.3], [0.1, -0.3], [0.1, -1], [1, 0], [0.1, 1], [0.1, 0.3], [-1, 0.3]], float)],
+        [],
+    ),
     "hourglass": ([np.array([[-1, -1], [1, -1], [0.15, 0], [1, 1], [-1, 1], [-0.15, 0]], float)], []),
 }
 
@@ -76,16 +109,28 @@ def _smooth_field(rng: np.random.Generator, size: int, grid: int, channels: int)
 
 
 def _random_colour(rng: np.random.Generator, saturated: bool) -> np.ndarray:
-    hsv = np.array([[[rng.integers(0, 180), rng.integers(150, 256) if saturated else rng.integers(20, 110),
-                      rng.integers(90, 256)]]], np.uint8)
+    hsv = np.array(
+        [
+            [
+                [
+                    rng.integers(0, 180),
+                    rng.integers(150, 256) if saturated else rng.integers(20, 110),
+                    rng.integers(90, 256),
+                ]
+            ]
+        ],
+        np.uint8,
+    )
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
 def _class_colour(rng: np.random.Generator, label: int, num_classes: int) -> np.ndarray:
     """A saturated colour whose hue lies in the class's own band of the hue circle."""
     band = 180 / num_classes
-    hsv = np.array([[[int((label + rng.uniform(0.15, 0.85)) * band), rng.integers(190, 256),
-                      rng.integers(150, 256)]]], np.uint8)
+    hsv = np.array(
+        [[[int((label + rng.uniform(0.15, 0.85)) * band), rng.integers(190, 256), rng.integers(150, 256)]]],
+        np.uint8,
+    )
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
@@ -94,10 +139,13 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     image = 60 + 140 * field
     yy, xx = _grid(size)
     angle, period = rng.uniform(0, np.pi), rng.uniform(4, 14)
-    phase = (xx * np.float32(np.cos(angle) * 2 * np.pi / period)
-             + yy * np.float32(np.sin(angle) * 2 * np.pi / period))
-    image += (np.float32(rng.uniform(10, 35)) * np.sin(phase)
-              + rng.standard_normal((size, size), dtype=np.float32) * 10)[..., None]
+    phase = xx * np.float32(np.cos(angle) * 2 * np.pi / period) + yy * np.float32(
+        np.sin(angle) * 2 * np.pi / period
+    )
+    image += (
+        np.float32(rng.uniform(10, 35)) * np.sin(phase)
+        + rng.standard_normal((size, size), dtype=np.float32) * 10
+    )[..., None]
     return image
 
 
@@ -114,12 +162,22 @@ def _add_distractors(rng: np.random.Generator, image: np.ndarray) -> None:
     image[blobs] = 0.4 * image[blobs] + 0.6 * _random_colour(rng, saturated=rng.random() < 0.5)
     for _ in range(rng.integers(2, 6)):
         pts = rng.integers(-size // 4, size + size // 4, (2, 2))
-        cv2.line(image, tuple(map(int, pts[0])), tuple(map(int, pts[1])),
-                 _random_colour(rng, rng.random() < 0.5).tolist(), int(rng.integers(1, 3)))
+        cv2.line(
+            image,
+            tuple(map(int, pts[0])),
+            tuple(map(int, pts[1])),
+            _random_colour(rng, rng.random() < 0.5).tolist(),
+            int(rng.integers(1, 3)),
+        )
     for _ in range(rng.integers(1, 3)):
         steps = rng.normal(0, size / 10, (6, 2)).cumsum(axis=0) + rng.uniform(0, size, 2)
-        cv2.polylines(image, [steps.astype(np.int32)], False,
-                      _random_colour(rng, rng.random() < 0.5).tolist(), int(rng.integers(1, 4)))
+        cv2.polylines(
+            image,
+            [steps.astype(np.int32)],
+            False,
+            _random_colour(rng, rng.random() < 0.5).tolist(),
+            int(rng.integers(1, 4)),
+        )
 
 
 def _object_mask(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
@@ -139,8 +197,9 @@ def _object_mask(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def render(seed: int, split: str, index: int, num_classes: int, size: int
-           ) -> tuple[np.ndarray, int, tuple[float, float, float, float]]:
+def render(
+    seed: int, split: str, index: int, num_classes: int, size: int
+) -> tuple[np.ndarray, int, tuple[float, float, float, float]]:
     """Image ``index`` of ``split``: (RGB uint8 array, class, exact box). Same arguments, same pixels."""
     rng = np.random.default_rng([seed, _SPLIT_CODES.get(split, 3), index])
     label = int(rng.integers(num_classes))
@@ -163,16 +222,30 @@ def _render_record(job: tuple[int, str, int, int, int, int]) -> SourceRecord:
     seed, split, index, num_classes, size, quality = job
     image, label, box = render(seed, split, index, num_classes, size)
     key = f"synth_{split}_{index:07d}"
-    return SourceRecord(key=key, source=f"synthetic/{split}/{index}", label=label,
-                        class_name=SHAPES[label], boxes=(box,), data=encode_jpeg(image, quality))
+    return SourceRecord(
+        key=key,
+        source=f"synthetic/{split}/{index}",
+        label=label,
+        class_name=SHAPES[label],
+        boxes=(box,),
+        data=encode_jpeg(image, quality),
+    )
 
 
-def list_synthetic(split: str, count: int, num_classes: int = 10, image_size: int = 128,
-                   seed: int = 0, jpeg_quality: int = 90, workers: int = 1) -> SourceListing:
+def list_synthetic(
+    split: str,
+    count: int,
+    num_classes: int = 10,
+    image_size: int = 128,
+    seed: int = 0,
+    jpeg_quality: int = 90,
+    workers: int = 1,
+) -> SourceListing:
     """Render ``count`` images of ``split`` as in-memory JPEG records."""
     if not 2 <= num_classes <= len(SHAPES):
-        raise LayoutError(f"--classes must be between 2 and {len(SHAPES)} (one class per shape), "
-                          f"got {num_classes}")
+        raise LayoutError(
+            f"--classes must be between 2 and {len(SHAPES)} (one class per shape), got {num_classes}"
+        )
     if image_size < 32:
         raise LayoutError(f"--image-size must be at least 32 pixels, got {image_size}")
     jobs = [(seed, split, i, num_classes, image_size, jpeg_quality) for i in range(count)]
@@ -184,8 +257,9 @@ def list_synthetic(split: str, count: int, num_classes: int = 10, image_size: in
     return SourceListing("synthetic", split, SHAPES[:num_classes], tuple(records))
 
 
-def centred_box_accuracy(boxes: Iterable[np.ndarray], sizes: Iterable[tuple[int, int]],
-                         threshold: float = 0.5, steps: int = 20) -> tuple[float, tuple[float, float]]:
+def centred_box_accuracy(
+    boxes: Iterable[np.ndarray], sizes: Iterable[tuple[int, int]], threshold: float = 0.5, steps: int = 20
+) -> tuple[float, tuple[float, float]]:
     """Best fraction of images that one centred box shape localizes at IoU >= threshold.
 
     The centred box covers fractions ``(fw, fh)`` of each image's width and height, searched on
@@ -196,7 +270,7 @@ def centred_box_accuracy(boxes: Iterable[np.ndarray], sizes: Iterable[tuple[int,
     if not boxes:
         raise ValueError("centred_box_accuracy needs at least one image")
     most = max(len(b) for b in boxes)
-    gt = np.full((len(boxes), most, 4), np.nan)   # NaN rows compare false: padding never hits
+    gt = np.full((len(boxes), most, 4), np.nan)  # NaN rows compare false: padding never hits
     for i, b in enumerate(boxes):
         gt[i, : len(b)] = b
     w = np.array([s[0] for s in sizes], np.float64)[:, None]
@@ -222,11 +296,14 @@ def describe_baseline(listing: SourceListing, steps: int = 20) -> dict[str, floa
     boxes = [np.asarray(r.boxes) for r in listing.records]
     size = cv2.imdecode(np.frombuffer(listing.records[0].data, np.uint8), cv2.IMREAD_COLOR).shape[0]
     accuracy, (fw, fh) = centred_box_accuracy(boxes, [(size, size)] * len(boxes), steps=steps)
-    return {"centred_box_accuracy_iou50": accuracy, "centred_box_width_fraction": fw,
-            "centred_box_height_fraction": fh}
+    return {
+        "centred_box_accuracy_iou50": accuracy,
+        "centred_box_width_fraction": fw,
+        "centred_box_height_fraction": fh,
+    }
 
 
-def resolve_count(value: Optional[int], default: int) -> int:
+def resolve_count(value: int | None, default: int) -> int:
     """Sample count from the command line (None means the default); rejects negatives."""
     count = default if value is None else value
     if count < 0:

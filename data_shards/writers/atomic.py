@@ -1,4 +1,5 @@
 """Atomic file output: write under a temporary name, then rename; and file checksums."""
+
 from __future__ import annotations
 
 import hashlib

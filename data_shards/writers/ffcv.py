@@ -5,6 +5,7 @@ JPEG bytes of the WebDataset shards, unchanged: those are always 3-channel JPEGs
 conversion re-encodes anything else), which FFCV's ``jpg`` image mode holds as they are.
 FFCV's writer runs in one process, so the file is byte-identical between runs.
 """
+
 from __future__ import annotations
 
 import tarfile
@@ -17,8 +18,16 @@ from ffcv.fields.rgb_image import IMAGE_MODES
 from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
 
 from data_shards.schema import (
-    BOX_DTYPE, FFCV_FIELDS, FORMAT_FFCV, ShardEntry, WDS_IMAGE_KEY, WDS_INFO_KEY, boxes_array,
-    decode_sample_json, ffcv_file_name, pad_boxes,
+    BOX_DTYPE,
+    FFCV_FIELDS,
+    FORMAT_FFCV,
+    WDS_IMAGE_KEY,
+    WDS_INFO_KEY,
+    ShardEntry,
+    boxes_array,
+    decode_sample_json,
+    ffcv_file_name,
+    pad_boxes,
 )
 from data_shards.writers.atomic import commit, sha256_file, tmp_path
 
@@ -57,7 +66,10 @@ def ffcv_fields(max_boxes: int) -> dict:
         "image": jpeg_field(),
         "label": IntField(),
         "boxes": NDArrayField(dtype=np.dtype(BOX_DTYPE), shape=(max_boxes, 4)),
-        "num_boxes": IntField(), "width": IntField(), "height": IntField(), "sample_id": IntField(),
+        "num_boxes": IntField(),
+        "width": IntField(),
+        "height": IntField(),
+        "sample_id": IntField(),
     }
     assert tuple(fields) == FFCV_FIELDS
     return fields
@@ -66,8 +78,8 @@ def ffcv_fields(max_boxes: int) -> dict:
 @dataclass(frozen=True)
 class _Location:
     tar: str
-    image: tuple[int, int]   # (offset, size) of the JPEG member's data
-    info: tuple[int, int]    # (offset, size) of the json member's data
+    image: tuple[int, int]  # (offset, size) of the JPEG member's data
+    info: tuple[int, int]  # (offset, size) of the json member's data
 
 
 def index_tar_samples(tars: list[Path]) -> list[_Location]:
@@ -79,7 +91,9 @@ def index_tar_samples(tars: list[Path]) -> list[_Location]:
             for member in tar:
                 key, _, ext = member.name.partition(".")
                 found.setdefault(key, {})[ext] = (member.offset_data, member.size)
-        out += [_Location(str(tar_path), parts[WDS_IMAGE_KEY], parts[WDS_INFO_KEY]) for parts in found.values()]
+        out += [
+            _Location(str(tar_path), parts[WDS_IMAGE_KEY], parts[WDS_INFO_KEY]) for parts in found.values()
+        ]
     return out
 
 
@@ -112,9 +126,18 @@ def write_beton(folder: Path, split: str, tars: list[Path], max_boxes: int) -> S
     """Write ``<split>.beton`` from the split's tar shards, atomically; returns its entry."""
     path = folder / ffcv_file_name(split)
     locations = index_tar_samples(tars)
-    writer = DatasetWriter(str(tmp_path(path)), ffcv_fields(max_boxes),
-                           page_size=_page_size(max(loc.image[1] for loc in locations)), num_workers=1)
+    writer = DatasetWriter(
+        str(tmp_path(path)),
+        ffcv_fields(max_boxes),
+        page_size=_page_size(max(loc.image[1] for loc in locations)),
+        num_workers=1,
+    )
     writer.from_indexed_dataset(_ShardSamples(locations, max_boxes), chunksize=256)
     commit(path)
-    return ShardEntry(name=path.name, format=FORMAT_FFCV, samples=len(locations),
-                      bytes=path.stat().st_size, sha256=sha256_file(path))
+    return ShardEntry(
+        name=path.name,
+        format=FORMAT_FFCV,
+        samples=len(locations),
+        bytes=path.stat().st_size,
+        sha256=sha256_file(path),
+    )

@@ -4,17 +4,24 @@ Each sample is three members in this order: ``key.jpg``, ``key.cls``, ``key.json
 :mod:`data_shards.schema`). Member headers carry no time or owner, so the same samples give
 byte-identical shards.
 """
+
 from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from data_shards.records import PreparedSample
 from data_shards.schema import (
-    FORMAT_WEBDATASET, SampleInfo, ShardEntry, TIMM_INFO_NAME, WDS_IMAGE_KEY, WDS_INFO_KEY,
-    WDS_LABEL_KEY, wds_shard_name,
+    FORMAT_WEBDATASET,
+    TIMM_INFO_NAME,
+    WDS_IMAGE_KEY,
+    WDS_INFO_KEY,
+    WDS_LABEL_KEY,
+    SampleInfo,
+    ShardEntry,
+    wds_shard_name,
 )
 from data_shards.writers.atomic import commit, sha256_file, tmp_path, write_json_atomic
 
@@ -25,13 +32,22 @@ _RECORD = 20 * _BLOCK  # tarfile pads archives to whole records after the two en
 def sample_members(sample: PreparedSample) -> list[tuple[str, bytes]]:
     """The tar members of one sample, in order."""
     info = SampleInfo(
-        key=sample.key, sample_id=sample.sample_id, label=sample.label, class_name=sample.class_name,
-        width=sample.width, height=sample.height, boxes=sample.boxes,
-        image_width=sample.image_width, image_height=sample.image_height, source=sample.source,
+        key=sample.key,
+        sample_id=sample.sample_id,
+        label=sample.label,
+        class_name=sample.class_name,
+        width=sample.width,
+        height=sample.height,
+        boxes=sample.boxes,
+        image_width=sample.image_width,
+        image_height=sample.image_height,
+        source=sample.source,
     )
-    return [(f"{sample.key}.{WDS_IMAGE_KEY}", sample.jpeg),
-            (f"{sample.key}.{WDS_LABEL_KEY}", str(sample.label).encode("ascii")),
-            (f"{sample.key}.{WDS_INFO_KEY}", info.to_json())]
+    return [
+        (f"{sample.key}.{WDS_IMAGE_KEY}", sample.jpeg),
+        (f"{sample.key}.{WDS_LABEL_KEY}", str(sample.label).encode("ascii")),
+        (f"{sample.key}.{WDS_INFO_KEY}", info.to_json()),
+    ]
 
 
 def _member_bytes(data: bytes) -> int:
@@ -44,7 +60,7 @@ class TarShardWriter:
     def __init__(self, folder: Path, split: str, max_bytes: int, first_index: int = 0) -> None:
         self.folder, self.split, self.max_bytes = folder, split, max_bytes
         self.index = first_index
-        self._tar: Optional[tarfile.TarFile] = None
+        self._tar: tarfile.TarFile | None = None
         self._bytes = 0
         self._samples = 0
 
@@ -70,14 +86,19 @@ class TarShardWriter:
         """Path of the shard being written."""
         return self.folder / wds_shard_name(self.split, self.index)
 
-    def finish(self) -> Optional[ShardEntry]:
+    def finish(self) -> ShardEntry | None:
         """Close the current shard (atomic rename) and return its entry; None if it is empty."""
         if self._tar is None:
             return None
         self._tar.close()
         commit(self.path)
-        entry = ShardEntry(name=self.path.name, format=FORMAT_WEBDATASET, samples=self._samples,
-                           bytes=self.path.stat().st_size, sha256=sha256_file(self.path))
+        entry = ShardEntry(
+            name=self.path.name,
+            format=FORMAT_WEBDATASET,
+            samples=self._samples,
+            bytes=self.path.stat().st_size,
+            sha256=sha256_file(self.path),
+        )
         self._tar, self._bytes, self._samples = None, 0, 0
         self.index += 1
         return entry
@@ -85,9 +106,17 @@ class TarShardWriter:
 
 def write_timm_info(folder: Path, split: str, shards: list[ShardEntry]) -> None:
     """``_info.json`` for timm's WebDataset reader (``--dataset wds/<name> --data-dir <folder>``)."""
-    info = {"name": folder.name, "splits": {split: {
-        "name": split, "num_samples": sum(s.samples for s in shards),
-        "filenames": [s.name for s in shards], "shard_lengths": [s.samples for s in shards]}}}
+    info = {
+        "name": folder.name,
+        "splits": {
+            split: {
+                "name": split,
+                "num_samples": sum(s.samples for s in shards),
+                "filenames": [s.name for s in shards],
+                "shard_lengths": [s.samples for s in shards],
+            }
+        },
+    }
     write_json_atomic(folder / TIMM_INFO_NAME, info)
 
 

@@ -1,4 +1,5 @@
 """``python -m launch.local_slurm up|down|status``: the local SLURM cluster."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,15 +11,17 @@ from launch.local_slurm.cluster import DEFAULT_STATE_DIR, LocalSlurm, LocalSlurm
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m launch.local_slurm", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
-                        help="where config, keys, logs and spools live (default: %(default)s)")
+    parser.add_argument(
+        "--state-dir",
+        default=str(DEFAULT_STATE_DIR),
+        help="where config, keys, logs and spools live (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     cluster = LocalSlurm(state_dir=args.state_dir)
     try:
         if args.action == "up":
             cluster.up()
-            print(f"local SLURM is up (nodes node1, node2). Use it with:\n"
-                  f"  export SLURM_CONF={cluster.conf}")
+            print(f"local SLURM is up (nodes node1, node2). Use it with:\n  export SLURM_CONF={cluster.conf}")
         elif args.action == "down":
             stopped = cluster.down()
             print(f"stopped: {', '.join(stopped)}" if stopped else "local SLURM was not running")

@@ -6,6 +6,7 @@ Daemons listen on loopback on non-default ports and are stopped by their pid fil
 the cluster never touches a system-wide SLURM. Clients find it through ``SLURM_CONF``
 (see :meth:`LocalSlurm.client_env`). Starting needs root (slurmd runs jobs as their user).
 """
+
 from __future__ import annotations
 
 import os
@@ -101,10 +102,13 @@ class LocalSlurm:
         if missing:
             raise LocalSlurmError(
                 f"missing programs: {', '.join(missing)}; install the Debian packages "
-                "slurm-wlm and munge (`make setup` does it)")
+                "slurm-wlm and munge (`make setup` does it)"
+            )
         if os.geteuid() != 0:
-            raise LocalSlurmError("the local SLURM cluster must be started as root "
-                                  "(slurmd runs jobs as their owner); try `sudo make slurm-up`")
+            raise LocalSlurmError(
+                "the local SLURM cluster must be started as root "
+                "(slurmd runs jobs as their owner); try `sudo make slurm-up`"
+            )
         for sub in ("run", "log", "ctld", *(f"spool/{n}" for n in NODES)):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self._ensure_hosts()
@@ -114,12 +118,16 @@ class LocalSlurm:
         if pids["munged"] is None:
             self._start_munge()
         if pids["slurmctld"] is None:
-            self._run_daemon([_which("slurmctld"), "-f", str(self.conf)], "slurmctld",
-                             self.state_dir / "log/slurmctld.log")
+            self._run_daemon(
+                [_which("slurmctld"), "-f", str(self.conf)], "slurmctld", self.state_dir / "log/slurmctld.log"
+            )
         for node in NODES:
             if pids[f"slurmd-{node}"] is None:
-                self._run_daemon([_which("slurmd"), "-f", str(self.conf), "-N", node],
-                                 f"slurmd-{node}", self.state_dir / f"log/slurmd-{node}.log")
+                self._run_daemon(
+                    [_which("slurmd"), "-f", str(self.conf), "-N", node],
+                    f"slurmd-{node}",
+                    self.state_dir / f"log/slurmd-{node}.log",
+                )
         self._wait_idle(timeout_s)
 
     def down(self, timeout_s: float = 20.0) -> list[str]:
@@ -144,8 +152,9 @@ class LocalSlurm:
 
     # helpers -------------------------------------------------------------------------
     def _squeue_ids(self) -> list[str]:
-        out = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
-                             env=self.client_env(), timeout=30)
+        out = subprocess.run(
+            ["squeue", "-h", "-o", "%A"], capture_output=True, text=True, env=self.client_env(), timeout=30
+        )
         return out.stdout.split()
 
     def _cancel_all_jobs(self, timeout_s: float) -> None:
@@ -171,12 +180,20 @@ class LocalSlurm:
 
     def _write_conf(self) -> bool:
         """Render slurm.conf; True when its content changed."""
-        mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                          if line.startswith("MemTotal:")))
+        mem_kb = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal:")
+            )
+        )
         values = dict(
-            hostname=socket.gethostname(), state_dir=str(self.state_dir),
-            ctld_port=self.ctld_port, first_node_port=self.node_ports[0],
-            second_node_port=self.node_ports[1], cpus=os.cpu_count() or 1,
+            hostname=socket.gethostname(),
+            state_dir=str(self.state_dir),
+            ctld_port=self.ctld_port,
+            first_node_port=self.node_ports[0],
+            second_node_port=self.node_ports[1],
+            cpus=os.cpu_count() or 1,
             memory_mb=max(1, mem_kb // 1024 // (2 * len(NODES))),
         )
         text = string.Template(TEMPLATE.read_text()).substitute(values)
@@ -201,9 +218,14 @@ class LocalSlurm:
         os.chown(key, munge_user.pw_uid, munge_user.pw_gid)
         key.chmod(0o400)
         (d / "munge.socket").unlink(missing_ok=True)
-        cmd = [_which("munged"), f"--socket={d / 'munge.socket'}", f"--key-file={key}",
-               f"--log-file={d / 'munged.log'}", f"--pid-file={d / 'munged.pid'}",
-               f"--seed-file={d / 'munged.seed'}"]
+        cmd = [
+            _which("munged"),
+            f"--socket={d / 'munge.socket'}",
+            f"--key-file={key}",
+            f"--log-file={d / 'munged.log'}",
+            f"--pid-file={d / 'munged.pid'}",
+            f"--seed-file={d / 'munged.seed'}",
+        ]
         self._run_daemon(["runuser", "-u", "munge", "--", *cmd], "munged", d / "munged.log")
 
     def _run_daemon(self, cmd: list[str], name: str, log: Path) -> None:
@@ -217,11 +239,17 @@ class LocalSlurm:
             time.sleep(0.2)
         raise LocalSlurmError(
             f"{name} did not start ({' '.join(cmd)} exited {result.returncode}).\n"
-            f"{result.stderr.strip()}\nlast lines of {log}:\n{_log_tail(log)}")
+            f"{result.stderr.strip()}\nlast lines of {log}:\n{_log_tail(log)}"
+        )
 
     def _sinfo(self) -> subprocess.CompletedProcess:
-        return subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True,
-                              env=self.client_env(), timeout=30)
+        return subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%N %t"],
+            capture_output=True,
+            text=True,
+            env=self.client_env(),
+            timeout=30,
+        )
 
     def _wait_idle(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -234,9 +262,13 @@ class LocalSlurm:
                 return
             if any(states.get(n, "").startswith(("down", "drain")) for n in NODES):
                 for node in NODES:  # a node left down by an earlier run: put it back
-                    subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"],
-                                   capture_output=True, env=self.client_env())
+                    subprocess.run(
+                        ["scontrol", "update", f"nodename={node}", "state=resume"],
+                        capture_output=True,
+                        env=self.client_env(),
+                    )
             time.sleep(0.5)
         raise LocalSlurmError(
             f"nodes not idle after {timeout_s:.0f} s; sinfo says:\n{seen}\n"
-            f"slurmctld log:\n{_log_tail(self.state_dir / 'log/slurmctld.log')}")
+            f"slurmctld log:\n{_log_tail(self.state_dir / 'log/slurmctld.log')}"
+        )

@@ -5,9 +5,9 @@ and an image-folder baseline.
     for images, labels in train: ...
     for batch in build_eval_loader(cfg.data, rank=r, world_size=w): batch.boxes ...
 """
+
 from .base import EvalBatch, TrainLoader
 from .build import EvalLoader, build_eval_loader, build_train_loader
 from .shards import ShardError
 
-__all__ = ["EvalBatch", "EvalLoader", "ShardError", "TrainLoader", "build_eval_loader",
-           "build_train_loader"]
+__all__ = ["EvalBatch", "EvalLoader", "ShardError", "TrainLoader", "build_eval_loader", "build_train_loader"]

@@ -1,12 +1,14 @@
 """What every train loader shares: epochs, the saved data position, corrupt-sample counts;
 and the eval batch type."""
+
 from __future__ import annotations
 
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -46,11 +48,22 @@ class TrainLoader(ABC):
     epoch. Each subclass's docstring says what a resume restores exactly.
     """
 
-    def __init__(self, *, fmt: str, num_classes: int, steps_per_epoch: int, rank: int,
-                 world_size: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        *,
+        fmt: str,
+        num_classes: int,
+        steps_per_epoch: int,
+        rank: int,
+        world_size: int,
+        batch_size: int,
+        seed: int,
+    ) -> None:
         if steps_per_epoch < 1:
-            raise ValueError(f"{world_size} rank(s) x batch {batch_size} is more than one "
-                             "epoch of data: lower data.batch_size or use more samples")
+            raise ValueError(
+                f"{world_size} rank(s) x batch {batch_size} is more than one "
+                "epoch of data: lower data.batch_size or use more samples"
+            )
         self.format = fmt
         self.num_classes = num_classes
         self.steps_per_epoch = steps_per_epoch
@@ -74,14 +87,22 @@ class TrainLoader(ABC):
 
     def layout(self) -> dict[str, Any]:
         """What the batch order depends on besides the epoch; equal layouts resume exactly."""
-        return {"format": self.format, "world_size": self.world_size,
-                "batch_size": self.batch_size, "seed": self.seed,
-                "steps_per_epoch": self.steps_per_epoch}
+        return {
+            "format": self.format,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The data position: epoch, batches handed out in it, and the layout."""
-        return {"epoch": self._epoch, "batches": self._consumed, "layout": self.layout(),
-                "skipped_corrupt": self.skipped_corrupt}
+        return {
+            "epoch": self._epoch,
+            "batches": self._consumed,
+            "layout": self.layout(),
+            "skipped_corrupt": self.skipped_corrupt,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved position. With another layout (world size, batch size,
@@ -92,9 +113,14 @@ class TrainLoader(ABC):
         if saved != self.layout():
             old = saved.get("steps_per_epoch", self.steps_per_epoch) or 1
             consumed = consumed * self.steps_per_epoch // old
-            log.warning("data position saved with layout %s, resuming with %s: continuing "
-                        "epoch %d at batch %d, not exactly where it stopped",
-                        saved, self.layout(), epoch, consumed)
+            log.warning(
+                "data position saved with layout %s, resuming with %s: continuing "
+                "epoch %d at batch %d, not exactly where it stopped",
+                saved,
+                self.layout(),
+                epoch,
+                consumed,
+            )
         self._epoch, self._consumed, self._resuming = epoch, consumed, True
         self.skipped_corrupt = int(state.get("skipped_corrupt", 0))
 
@@ -109,8 +135,12 @@ class TrainLoader(ABC):
     def _count_skipped(self, skipped: int) -> None:
         if skipped:
             self.skipped_corrupt += skipped
-            log.warning("rank %d: skipped %d undecodable sample(s) (%d so far)",
-                        self.rank, skipped, self.skipped_corrupt)
+            log.warning(
+                "rank %d: skipped %d undecodable sample(s) (%d so far)",
+                self.rank,
+                skipped,
+                self.skipped_corrupt,
+            )
 
     @abstractmethod
     def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -10,6 +10,7 @@ its pipeline there), then two full timed epochs.
 
 Wired as ``python -m scm_dist.bench loaders --json``; ``run(args)`` returns the JSON dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ from tqdm import tqdm
 
 from data_shards.convert import ConvertOptions, convert_listing
 from data_shards.images import encode_jpeg
-from data_shards.sources.folder import list_folder
 from data_shards.reference_data import IMAGENET_VAL_META
+from data_shards.sources.folder import list_folder
 from scm_dist.config import DataConfig
 
 from .build import build_train_loader
@@ -43,15 +44,23 @@ TIMED_EPOCHS = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench loaders", description=__doc__)
     p.add_argument("--images", type=int, default=1024, help="JPEGs in the benchmark set")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="loader workers (processes; FFCV: threads), the same for every loader")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="loader workers (processes; FFCV: threads), the same for every loader",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--size", type=int, default=224, help="crop size; resize is size * 256 / 224")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--sizes", type=Path, default=SIZES_FILE, help="wsol image_sizes.txt")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: temporary)")
-    p.add_argument("--gpu-img-s", type=float, default=1250.0,
-                   help="assumed training speed of one GPU (DeiT-S bf16, A100 class)")
+    p.add_argument(
+        "--gpu-img-s",
+        type=float,
+        default=1250.0,
+        help="assumed training speed of one GPU (DeiT-S bf16, A100 class)",
+    )
     p.add_argument("--gpus", type=int, default=8)
     return p
 
@@ -59,15 +68,15 @@ def _parser() -> argparse.ArgumentParser:
 def _real_sizes(path: Path, count: int) -> list[tuple[int, int]]:
     if not path.is_file():
         return [FALLBACK_SIZE] * count
-    sizes = [tuple(int(v) for v in line.split(",")[1:3])
-             for line in path.read_text().splitlines()[:count]]
+    sizes = [tuple(int(v) for v in line.split(",")[1:3]) for line in path.read_text().splitlines()[:count]]
     return (sizes * (count // max(len(sizes), 1) + 1))[:count]
 
 
 def _photo_like(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth colour regions, edges and fine texture: JPEG sizes close to real photos."""
-    field = cv2.resize(rng.random((6, 8, 3), dtype=np.float32) * 255, (width, height),
-                       interpolation=cv2.INTER_CUBIC)
+    field = cv2.resize(
+        rng.random((6, 8, 3), dtype=np.float32) * 255, (width, height), interpolation=cv2.INTER_CUBIC
+    )
     texture = cv2.GaussianBlur(rng.normal(0, 28, (height, width, 3)).astype(np.float32), (0, 0), 0.8)
     image = np.clip(field + texture, 0, 255).astype(np.uint8)
     for _ in range(6):
@@ -110,18 +119,21 @@ def _measure(cfg: DataConfig) -> dict:
             images += len(batch)
     seconds = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_before
-    return {"images": images, "seconds": round(seconds, 2),
-            "images_per_s": round(images / seconds, 1),
-            "images_per_s_per_worker": round(images / seconds / max(cfg.workers, 1), 1),
-            "cpu_seconds": round(cpu, 2), "images_per_cpu_second": round(images / cpu, 1),
-            "warmup_seconds": round(warmup, 2)}
+    return {
+        "images": images,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(images / seconds, 1),
+        "images_per_s_per_worker": round(images / seconds / max(cfg.workers, 1), 1),
+        "cpu_seconds": round(cpu, 2),
+        "images_per_cpu_second": round(images / cpu, 1),
+        "warmup_seconds": round(warmup, 2),
+    }
 
 
 def _cpu_seconds() -> float:
     """CPU time of this process (FFCV's threads, the main loop) and its finished children
     (the DataLoader workers, joined at the end of each epoch)."""
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                         resource.RUSAGE_CHILDREN))
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
@@ -134,32 +146,47 @@ def run(args: list[str]) -> dict:
         root = work / "folder"
         source_bytes = _write_images(root, _real_sizes(opts.sizes, opts.images), opts.classes)
         shards = _convert(root, work / "shards")
-        base = dict(resize_size=opts.size * 256 // 224, crop_size=opts.size,
-                    batch_size=opts.batch_size, workers=opts.workers, shuffle_buffer=1000,
-                    ffcv_order="random", ffcv_os_cache=True)
-        runs = {fmt: _measure(DataConfig(train_dir=str(root if fmt == "folder" else shards),
-                                         format=fmt, **base))
-                for fmt in FORMATS}
+        base = dict(
+            resize_size=opts.size * 256 // 224,
+            crop_size=opts.size,
+            batch_size=opts.batch_size,
+            workers=opts.workers,
+            shuffle_buffer=1000,
+            ffcv_order="random",
+            ffcv_os_cache=True,
+        )
+        runs = {
+            fmt: _measure(DataConfig(train_dir=str(root if fmt == "folder" else shards), format=fmt, **base))
+            for fmt in FORMATS
+        }
         baseline = runs["folder"]["images_per_s"]
         node_need = opts.gpus * opts.gpu_img_s
         return {
-            "input": {"images": opts.images, "source_bytes_per_image": source_bytes // opts.images,
-                      "sizes": "real ImageNet val sizes (first N), generated photo-like JPEG q90"},
-            "settings": {"crop": opts.size, "resize": base["resize_size"],
-                         "batch_size": opts.batch_size, "workers": opts.workers,
-                         "cpu_count": os.cpu_count(),
-                         "load_average_1min_after": round(os.getloadavg()[0], 2)},
+            "input": {
+                "images": opts.images,
+                "source_bytes_per_image": source_bytes // opts.images,
+                "sizes": "real ImageNet val sizes (first N), generated photo-like JPEG q90",
+            },
+            "settings": {
+                "crop": opts.size,
+                "resize": base["resize_size"],
+                "batch_size": opts.batch_size,
+                "workers": opts.workers,
+                "cpu_count": os.cpu_count(),
+                "load_average_1min_after": round(os.getloadavg()[0], 2),
+            },
             "runs": runs,
-            "ratio_to_folder_baseline": {f: round(runs[f]["images_per_s"] / baseline, 2)
-                                         for f in FORMATS},
+            "ratio_to_folder_baseline": {f: round(runs[f]["images_per_s"] / baseline, 2) for f in FORMATS},
             "deit_s_8gpu_node": {
-                "assumed_images_per_s_per_gpu": opts.gpu_img_s, "gpus": opts.gpus,
+                "assumed_images_per_s_per_gpu": opts.gpu_img_s,
+                "gpus": opts.gpus,
                 "node_images_per_s_needed": node_need,
-                "loader_cores_needed": {f: round(node_need / runs[f]["images_per_cpu_second"], 1)
-                                        for f in FORMATS},
+                "loader_cores_needed": {
+                    f: round(node_need / runs[f]["images_per_cpu_second"], 1) for f in FORMATS
+                },
                 "note": "cores = node need / images per CPU-second measured here (all CPU the "
-                        "loader used: workers, threads and the main loop); wall-clock "
-                        "images/s on a shared, loaded machine understate a quiet core",
+                "loader used: workers, threads and the main loop); wall-clock "
+                "images/s on a shared, loaded machine understate a quiet core",
             },
         }
     finally:

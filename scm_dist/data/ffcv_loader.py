@@ -15,10 +15,12 @@ rank ``r`` takes block ``r`` of ``steps_per_epoch * batch_size`` samples of that
 (disjoint ranks, the tail left out). Eval reads the balanced contiguous range
 ``[N r / w, N (r+1) / w)`` in file order. FFCV's workers are threads of one process.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,13 +31,22 @@ from ffcv.loader import Loader
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
-from ffcv.traversal_order.base import TraversalOrder
 from ffcv.transforms import Squeeze, ToTensor
+from ffcv.traversal_order.base import TraversalOrder
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from data_shards.schema import (FFCV_BOXES, FFCV_FIELDS, FFCV_HEIGHT, FFCV_IMAGE, FFCV_LABEL,
-                                FFCV_NUM_BOXES, FFCV_SAMPLE_ID, FFCV_WIDTH, FORMAT_FFCV,
-                                boxes_from_ffcv)
+from data_shards.schema import (
+    FFCV_BOXES,
+    FFCV_FIELDS,
+    FFCV_HEIGHT,
+    FFCV_IMAGE,
+    FFCV_LABEL,
+    FFCV_NUM_BOXES,
+    FFCV_SAMPLE_ID,
+    FFCV_WIDTH,
+    FORMAT_FFCV,
+    boxes_from_ffcv,
+)
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader
@@ -47,8 +58,16 @@ ORDERS = ("random", "quasi_random")
 BATCHES_AHEAD = 3
 
 
-def normalized_window(src: np.ndarray, dst: np.ndarray, top: int, left: int, frame: int,
-                      flip: bool, mean: np.ndarray, std: np.ndarray) -> None:
+def normalized_window(
+    src: np.ndarray,
+    dst: np.ndarray,
+    top: int,
+    left: int,
+    frame: int,
+    flip: bool,
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> None:
     """``dst`` (float32 ``[3, S, S]``) = the S x S window at (top, left) of ``src`` (uint8
     ``[H, W, 3]``) resized to ``frame x frame`` bilinearly (pixel centres aligned, borders
     replicated: OpenCV's INTER_LINEAR), mirrored when ``flip``, normalised with ``mean`` /
@@ -93,9 +112,10 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple]:
         largest = int(self.metadata["width"].max()) * int(self.metadata["height"].max()) * 3
         shape = (3, self.output, self.output)
-        return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<f4")),
-                (AllocationQuery(shape, np.dtype("<f4")),
-                 AllocationQuery((largest,), np.dtype("<u1"))))
+        return (
+            replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<f4")),
+            (AllocationQuery(shape, np.dtype("<f4")), AllocationQuery((largest,), np.dtype("<u1"))),
+        )
 
     def generate_code(self) -> Callable:
         mem_read, jpg = self.memory_read, IMAGE_MODES["jpg"]
@@ -114,16 +134,15 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
                 height, width = np.uint32(field["height"]), np.uint32(field["width"])
                 if field["mode"] == jpg:
                     pixels = temp_storage[dst_ix]
-                    imdecode_c(image_data, pixels, height, width, height, width, 0, 0, 1, 1,
-                               False, False)
-                    pixels = pixels[:3 * height * width].reshape(height, width, 3)
+                    imdecode_c(image_data, pixels, height, width, height, width, 0, 0, 1, 1, False, False)
+                    pixels = pixels[: 3 * height * width].reshape(height, width, 3)
                 else:
                     pixels = image_data.reshape(height, width, 3)
                 top = np.random.randint(0, spare + 1)
                 left = np.random.randint(0, spare + 1)
                 mirror = flip and np.random.random() < 0.5
                 window_c(pixels, destination[dst_ix], top, left, frame, mirror, mean, std)
-            return destination[:len(batch_indices)]
+            return destination[: len(batch_indices)]
 
         decode.is_parallel = True
         return decode
@@ -136,7 +155,7 @@ class _RankOrder(TraversalOrder):
         self._plan = plan
         self.loader: Loader | None = None
 
-    def __call__(self, loader: Loader) -> "_RankOrder":
+    def __call__(self, loader: Loader) -> _RankOrder:
         self.loader = loader
         return self
 
@@ -149,8 +168,9 @@ def _first_pages(loader: Loader) -> np.ndarray:
     reader = loader.reader
     table = reader.alloc_table
     pages = np.full(reader.num_samples, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(pages, table["sample_id"].astype(np.int64),
-                  (table["ptr"] // reader.page_size).astype(np.int64))
+    np.minimum.at(
+        pages, table["sample_id"].astype(np.int64), (table["ptr"] // reader.page_size).astype(np.int64)
+    )
     return pages
 
 
@@ -193,27 +213,42 @@ class FFCVTrainLoader(TrainLoader):
     drawing ``BATCHES_AHEAD`` more.
     """
 
-    def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int,
-                 seed: int) -> None:
+    def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int, seed: int) -> None:
         if cfg.ffcv_order not in ORDERS:
             raise ValueError(f"data.ffcv_order {cfg.ffcv_order!r} is not one of {ORDERS}")
         shards = open_shards(directory, FORMAT_FFCV)
-        super().__init__(fmt=FORMAT_FFCV, num_classes=len(shards.manifest.classes),
-                         steps_per_epoch=shards.total // (world_size * cfg.batch_size),
-                         rank=rank, world_size=world_size, batch_size=cfg.batch_size, seed=seed)
+        super().__init__(
+            fmt=FORMAT_FFCV,
+            num_classes=len(shards.manifest.classes),
+            steps_per_epoch=shards.total // (world_size * cfg.batch_size),
+            rank=rank,
+            world_size=world_size,
+            batch_size=cfg.batch_size,
+            seed=seed,
+        )
         self.order = cfg.ffcv_order
         self.last_ids: list[str] = []
         self._pages: np.ndarray | None = None
         self._position = (0, 0)
-        self._loader = _keeping_torch_threads(lambda: Loader(
-            str(shards.paths[0]), batch_size=cfg.batch_size, num_workers=max(cfg.workers, 1),
-            os_cache=cfg.ffcv_os_cache, order=_RankOrder(self._plan), distributed=False,
-            seed=seed, drop_last=True, batches_ahead=BATCHES_AHEAD,
-            pipelines={
-                **_disabled(FFCV_IMAGE, FFCV_LABEL, FFCV_SAMPLE_ID),
-                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.crop_size, cfg.resize_size, flip=True),
-                             ToTensor()],
-                FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline()}))
+        self._loader = _keeping_torch_threads(
+            lambda: Loader(
+                str(shards.paths[0]),
+                batch_size=cfg.batch_size,
+                num_workers=max(cfg.workers, 1),
+                os_cache=cfg.ffcv_os_cache,
+                order=_RankOrder(self._plan),
+                distributed=False,
+                seed=seed,
+                drop_last=True,
+                batches_ahead=BATCHES_AHEAD,
+                pipelines={
+                    **_disabled(FFCV_IMAGE, FFCV_LABEL, FFCV_SAMPLE_ID),
+                    FFCV_IMAGE: [_ResizedFrameDecoder(cfg.crop_size, cfg.resize_size, flip=True), ToTensor()],
+                    FFCV_LABEL: _int_pipeline(),
+                    FFCV_SAMPLE_ID: _int_pipeline(),
+                },
+            )
+        )
 
     def layout(self) -> dict[str, Any]:
         return {**super().layout(), "order": self.order}
@@ -228,8 +263,8 @@ class FFCVTrainLoader(TrainLoader):
                 self._pages = _first_pages(loader)
             order = quasi_random_order(self._pages, 2 * self.batch_size, rng)
         block = self.steps_per_epoch * self.batch_size
-        mine = order[self.rank * block:(self.rank + 1) * block]
-        return mine[consumed * self.batch_size:].astype(np.uint64)
+        mine = order[self.rank * block : (self.rank + 1) * block]
+        return mine[consumed * self.batch_size :].astype(np.uint64)
 
     def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._position = (epoch, consumed)
@@ -251,16 +286,33 @@ class FFCVEvalLoader:
         self.num_samples = stop - start
         self._size = cfg.eval_size
         indices = np.arange(start, stop, dtype=np.uint64)
-        self._loader = None if not len(indices) else _keeping_torch_threads(lambda: Loader(
-            str(shards.paths[0]), batch_size=cfg.eval_batch_size,
-            num_workers=max(cfg.workers, 1), os_cache=cfg.ffcv_os_cache,
-            order=_RankOrder(lambda _: indices), drop_last=False, batches_ahead=BATCHES_AHEAD,
-            pipelines={
-                FFCV_IMAGE: [_ResizedFrameDecoder(cfg.eval_size, cfg.eval_size, flip=False),
-                             ToTensor()],
-                FFCV_LABEL: _int_pipeline(), FFCV_SAMPLE_ID: _int_pipeline(),
-                FFCV_NUM_BOXES: _int_pipeline(), FFCV_WIDTH: _int_pipeline(),
-                FFCV_HEIGHT: _int_pipeline(), FFCV_BOXES: [NDArrayDecoder(), ToTensor()]}))
+        self._loader = (
+            None
+            if not len(indices)
+            else _keeping_torch_threads(
+                lambda: Loader(
+                    str(shards.paths[0]),
+                    batch_size=cfg.eval_batch_size,
+                    num_workers=max(cfg.workers, 1),
+                    os_cache=cfg.ffcv_os_cache,
+                    order=_RankOrder(lambda _: indices),
+                    drop_last=False,
+                    batches_ahead=BATCHES_AHEAD,
+                    pipelines={
+                        FFCV_IMAGE: [
+                            _ResizedFrameDecoder(cfg.eval_size, cfg.eval_size, flip=False),
+                            ToTensor(),
+                        ],
+                        FFCV_LABEL: _int_pipeline(),
+                        FFCV_SAMPLE_ID: _int_pipeline(),
+                        FFCV_NUM_BOXES: _int_pipeline(),
+                        FFCV_WIDTH: _int_pipeline(),
+                        FFCV_HEIGHT: _int_pipeline(),
+                        FFCV_BOXES: [NDArrayDecoder(), ToTensor()],
+                    },
+                )
+            )
+        )
 
     def __iter__(self) -> Iterator[EvalBatch]:
         if self._loader is None:
@@ -268,9 +320,17 @@ class FFCVEvalLoader:
         names = list(self._loader.reader.handlers)
         for fields in _iterate(self._loader):
             f = dict(zip(names, fields))
-            boxes = [torch.from_numpy(rescale_boxes(boxes_from_ffcv(b.numpy(), n), w, h, self._size))
-                     for b, n, w, h in zip(f[FFCV_BOXES], f[FFCV_NUM_BOXES].tolist(),
-                                           f[FFCV_WIDTH].tolist(), f[FFCV_HEIGHT].tolist())]
+            boxes = [
+                torch.from_numpy(rescale_boxes(boxes_from_ffcv(b.numpy(), n), w, h, self._size))
+                for b, n, w, h in zip(
+                    f[FFCV_BOXES], f[FFCV_NUM_BOXES].tolist(), f[FFCV_WIDTH].tolist(), f[FFCV_HEIGHT].tolist()
+                )
+            ]
             ids = f[FFCV_SAMPLE_ID].clone()
-            yield EvalBatch(images=f[FFCV_IMAGE].clone(), labels=f[FFCV_LABEL].clone(),
-                            boxes=boxes, keys=[str(i) for i in ids.tolist()], sample_ids=ids)
+            yield EvalBatch(
+                images=f[FFCV_IMAGE].clone(),
+                labels=f[FFCV_LABEL].clone(),
+                boxes=boxes,
+                keys=[str(i) for i in ids.tolist()],
+                sample_ids=ids,
+            )

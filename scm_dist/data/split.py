@@ -6,10 +6,11 @@ ranges (sizes differ by at most one, nothing padded or repeated); train gives ev
 exactly ``steps_per_epoch * batch_size`` samples and every worker a whole number of
 batches, in the order the torch DataLoader asks its workers (round robin).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,7 @@ def balanced_range(total: int, parts: int, index: int) -> tuple[int, int]:
     return total * index // parts, total * (index + 1) // parts
 
 
-def segments(order: Sequence[int], counts: Sequence[int], start: int, stop: int
-             ) -> list[Segment]:
+def segments(order: Sequence[int], counts: Sequence[int], start: int, stop: int) -> list[Segment]:
     """The shard segments covering positions ``[start, stop)`` of the concatenation of
     shards ``order`` (``counts[s]`` samples in shard ``s``)."""
     out, offset = [], 0

@@ -4,10 +4,12 @@ Reading goes through webdataset's own tar iteration (``tarfile_samples``); every
 re-raised as :class:`ShardError` naming the shard, and every shard is counted against the
 manifest while it is read.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import chain
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch.utils.data
@@ -33,8 +35,9 @@ def read_segment(shards: ShardSet, segment: Segment) -> Iterator[dict[str, Any]]
     try:
         for sample in tarfile_samples([{"url": str(path)}]):
             if position >= count:
-                raise ShardError(f"shard {path} holds more samples than the {count} of the "
-                                 "manifest; reconvert the split")
+                raise ShardError(
+                    f"shard {path} holds more samples than the {count} of the manifest; reconvert the split"
+                )
             if position >= segment.first:
                 yield sample
             position += 1
@@ -43,11 +46,15 @@ def read_segment(shards: ShardSet, segment: Segment) -> Iterator[dict[str, Any]]
     except ShardError:
         raise
     except Exception as err:
-        raise ShardError(f"shard {path} cannot be read after {position} samples ({err!r}); "
-                         "it is damaged: copy it again or reconvert the split") from err
+        raise ShardError(
+            f"shard {path} cannot be read after {position} samples ({err!r}); "
+            "it is damaged: copy it again or reconvert the split"
+        ) from err
     if position < segment.stop:
-        raise ShardError(f"shard {path} ended after {position} samples, the manifest says "
-                         f"{count}; copy it again or reconvert the split")
+        raise ShardError(
+            f"shard {path} ended after {position} samples, the manifest says "
+            f"{count}; copy it again or reconvert the split"
+        )
 
 
 def read_segments(shards: ShardSet, segments: Iterable[Segment]) -> Iterator[dict[str, Any]]:

@@ -6,6 +6,7 @@ boxes rescaled into that frame and clipped to ``[0, size - 1]`` (the "+1" pixel
 convention of the metrics). Images stay uint8 ``[3, H, W]`` until a whole batch is
 normalised with ImageNet mean/std by :func:`normalize_batch`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,17 +42,18 @@ class CropParams:
 def sample_crop(rng: np.random.Generator, resize_size: int, crop_size: int) -> CropParams:
     """Uniform crop offset in ``[0, resize - crop]`` and a fair coin for the flip."""
     if crop_size > resize_size:
-        raise ValueError(f"crop_size {crop_size} is larger than resize_size {resize_size}; "
-                         "set data.crop_size <= data.resize_size")
+        raise ValueError(
+            f"crop_size {crop_size} is larger than resize_size {resize_size}; "
+            "set data.crop_size <= data.resize_size"
+        )
     top, left = rng.integers(0, resize_size - crop_size + 1, size=2)
     return CropParams(int(top), int(left), bool(rng.integers(0, 2)))
 
 
-def train_transform(image: np.ndarray, params: CropParams, resize_size: int,
-                    crop_size: int) -> torch.Tensor:
+def train_transform(image: np.ndarray, params: CropParams, resize_size: int, crop_size: int) -> torch.Tensor:
     """uint8 ``[3, crop, crop]``: resize, crop at ``params``, flip when ``params.flip``."""
     frame = resize(image, resize_size)
-    window = frame[params.top:params.top + crop_size, params.left:params.left + crop_size]
+    window = frame[params.top : params.top + crop_size, params.left : params.left + crop_size]
     if params.flip:
         window = window[:, ::-1]
     return torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))

@@ -9,50 +9,67 @@ it through a buffer seeded by ``(seed, epoch, rank, worker)``. Resampled mode: e
 draws shards with replacement (seeded the same way) until it has its batches; epochs hold
 ``samples_per_epoch`` samples, ranks are not disjoint.
 """
+
 from __future__ import annotations
 
 import itertools
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from data_shards.schema import (FORMAT_WEBDATASET, WDS_IMAGE_KEY, WDS_INFO_KEY, WDS_LABEL_KEY,
-                                boxes_array, decode_sample_json)
+from data_shards.schema import (
+    FORMAT_WEBDATASET,
+    WDS_IMAGE_KEY,
+    WDS_INFO_KEY,
+    WDS_LABEL_KEY,
+    boxes_array,
+    decode_sample_json,
+)
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader, loader_workers
 from .shards import ShardError, ShardSet, open_shards
-from .split import (Segment, balanced_range, batches_done, logical_worker, segments,
-                    worker_batches)
+from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
 from .streams import batched, buffer_shuffle, read_segment, read_segments, worker_identity
-from .transforms import (decode_jpeg, eval_transform, normalize_batch, rescale_boxes,
-                         sample_crop, train_transform)
+from .transforms import (
+    decode_jpeg,
+    eval_transform,
+    normalize_batch,
+    rescale_boxes,
+    sample_crop,
+    train_transform,
+)
 
 PREFETCH_BATCHES = 4  # per worker
 
 
 def _member(sample: dict[str, Any], name: str) -> bytes:
     if name not in sample:
-        raise ShardError(f"sample {sample.get('__key__')} in shard {sample.get('__url__')} has "
-                         f"no .{name} member; reconvert the split with data_shards")
+        raise ShardError(
+            f"sample {sample.get('__key__')} in shard {sample.get('__url__')} has "
+            f"no .{name} member; reconvert the split with data_shards"
+        )
     return sample[name]
 
 
 def _data_loader(dataset: IterableDataset, workers: int) -> DataLoader:
     # no cv2.setNumThreads in the workers: after a fork it waits forever on the thread pool
     # the parent's OpenCV calls left behind (cv2 calls themselves are fork-safe)
-    return DataLoader(dataset, batch_size=None, num_workers=workers,
-                      prefetch_factor=PREFETCH_BATCHES if workers else None)
+    return DataLoader(
+        dataset, batch_size=None, num_workers=workers, prefetch_factor=PREFETCH_BATCHES if workers else None
+    )
 
 
 class _TrainStream(IterableDataset):
     """Per-worker batches ``(uint8 images, labels, keys, skipped)`` of one rank's epoch."""
 
-    def __init__(self, shards: ShardSet, cfg: DataConfig, rank: int, world_size: int,
-                 seed: int, steps: int) -> None:
+    def __init__(
+        self, shards: ShardSet, cfg: DataConfig, rank: int, world_size: int, seed: int, steps: int
+    ) -> None:
         self.shards, self.cfg = shards, cfg
         self.rank, self.world_size, self.seed, self.steps = rank, world_size, seed, steps
         self.epoch = self.consumed = 0
@@ -77,12 +94,17 @@ class _TrainStream(IterableDataset):
         if image is None:
             if self.cfg.skip_corrupt:
                 return None
-            raise ShardError(f"sample {key} in shard {sample['__url__']} is not a decodable "
-                             "image; set data.skip_corrupt=true to skip such training samples")
+            raise ShardError(
+                f"sample {key} in shard {sample['__url__']} is not a decodable "
+                "image; set data.skip_corrupt=true to skip such training samples"
+            )
         rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode())])
         params = sample_crop(rng, self.cfg.resize_size, self.cfg.crop_size)
-        return (train_transform(image, params, self.cfg.resize_size, self.cfg.crop_size),
-                int(_member(sample, WDS_LABEL_KEY)), key)
+        return (
+            train_transform(image, params, self.cfg.resize_size, self.cfg.crop_size),
+            int(_member(sample, WDS_LABEL_KEY)),
+            key,
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str], int]]:
         physical, workers = worker_identity()
@@ -93,15 +115,20 @@ class _TrainStream(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 2])
         raw = self._resampled(worker) if self.cfg.resampled else self._split(worker, quotas)
         shuffled = buffer_shuffle(raw, self.cfg.shuffle_buffer, rng)
-        for group in batched(itertools.islice(shuffled, done * batch, quotas[worker] * batch),
-                             batch):
+        for group in batched(itertools.islice(shuffled, done * batch, quotas[worker] * batch), batch):
             decoded = [d for d in map(self._decode, group) if d is not None]
             if not decoded:
-                raise ShardError(f"a whole batch of {len(group)} samples (from "
-                                 f"{group[0]['__url__']}) is undecodable; check the shards")
+                raise ShardError(
+                    f"a whole batch of {len(group)} samples (from "
+                    f"{group[0]['__url__']}) is undecodable; check the shards"
+                )
             images, labels, keys = zip(*decoded)
-            yield (torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(keys),
-                   len(group) - len(decoded))
+            yield (
+                torch.stack(images),
+                torch.tensor(labels, dtype=torch.int64),
+                list(keys),
+                len(group) - len(decoded),
+            )
 
 
 class WebDatasetTrainLoader(TrainLoader):
@@ -114,22 +141,31 @@ class WebDatasetTrainLoader(TrainLoader):
     shuffle buffer but not decoded. A sample skipped as corrupt leaves its batch one short.
     """
 
-    def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int,
-                 seed: int) -> None:
+    def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int, seed: int) -> None:
         shards = open_shards(directory, FORMAT_WEBDATASET)
         total = (cfg.samples_per_epoch or shards.total) if cfg.resampled else shards.total
         steps = total // (world_size * cfg.batch_size)
-        super().__init__(fmt=FORMAT_WEBDATASET, num_classes=len(shards.manifest.classes),
-                         steps_per_epoch=steps, rank=rank, world_size=world_size,
-                         batch_size=cfg.batch_size, seed=seed)
+        super().__init__(
+            fmt=FORMAT_WEBDATASET,
+            num_classes=len(shards.manifest.classes),
+            steps_per_epoch=steps,
+            rank=rank,
+            world_size=world_size,
+            batch_size=cfg.batch_size,
+            seed=seed,
+        )
         self.workers = loader_workers(cfg.workers)
         self.last_ids: list[str] = []
         self._cfg = cfg
         self._stream = _TrainStream(shards, cfg, rank, world_size, seed, steps)
 
     def layout(self) -> dict[str, Any]:
-        return {**super().layout(), "workers": self.workers, "resampled": self._cfg.resampled,
-                "shuffle_buffer": self._cfg.shuffle_buffer}
+        return {
+            **super().layout(),
+            "workers": self.workers,
+            "resampled": self._cfg.resampled,
+            "shuffle_buffer": self._cfg.shuffle_buffer,
+        }
 
     def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._stream.epoch, self._stream.consumed = epoch, consumed
@@ -150,25 +186,30 @@ class _EvalStream(IterableDataset):
         info = decode_sample_json(_member(sample, WDS_INFO_KEY))
         image = decode_jpeg(_member(sample, WDS_IMAGE_KEY))
         if image is None:
-            raise ShardError(f"sample {info.key} in shard {sample['__url__']} is not a "
-                             "decodable image; evaluation needs every image: reconvert")
+            raise ShardError(
+                f"sample {info.key} in shard {sample['__url__']} is not a "
+                "decodable image; evaluation needs every image: reconvert"
+            )
         size = self.cfg.eval_size
-        return (eval_transform(image, size),
-                rescale_boxes(boxes_array(info), info.width, info.height, size), info)
+        return (
+            eval_transform(image, size),
+            rescale_boxes(boxes_array(info), info.width, info.height, size),
+            info,
+        )
 
     def __iter__(self) -> Iterator[EvalBatch]:
         worker, workers = worker_identity()
         lo, hi = balanced_range(self.stop - self.start, workers, worker)
-        spans = segments(range(len(self.shards.counts)), self.shards.counts,
-                         self.start + lo, self.start + hi)
-        for group in batched(map(self._sample, read_segments(self.shards, spans)),
-                             self.cfg.eval_batch_size):
+        spans = segments(range(len(self.shards.counts)), self.shards.counts, self.start + lo, self.start + hi)
+        for group in batched(map(self._sample, read_segments(self.shards, spans)), self.cfg.eval_batch_size):
             images, boxes, infos = zip(*group)
-            yield EvalBatch(images=torch.stack(images),
-                            labels=torch.tensor([i.label for i in infos], dtype=torch.int64),
-                            boxes=[torch.from_numpy(b) for b in boxes],
-                            keys=[i.key for i in infos],
-                            sample_ids=torch.tensor([i.sample_id for i in infos]))
+            yield EvalBatch(
+                images=torch.stack(images),
+                labels=torch.tensor([i.label for i in infos], dtype=torch.int64),
+                boxes=[torch.from_numpy(b) for b in boxes],
+                keys=[i.key for i in infos],
+                sample_ids=torch.tensor([i.sample_id for i in infos]),
+            )
 
 
 class WebDatasetEvalLoader:

@@ -1,4 +1,5 @@
 """Training engine: one loop over an Accelerate or DeepSpeed backend."""
+
 from .checkpoint import ResumeError
 from .distributed import WorldSizeError
 from .loop import FINAL_MODEL, Trainer, train

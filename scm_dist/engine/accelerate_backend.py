@@ -1,9 +1,10 @@
 """Accelerate backend: DDP (default) or FSDP, fp32 / bf16 / fp16 (GPU, loss scaling)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import torch
 from accelerate import Accelerator
@@ -23,18 +24,20 @@ class AccelerateBackend(Backend):
         kwargs = {}
         if cfg.train.sharding == "fsdp":
             from accelerate import FullyShardedDataParallelPlugin
+
             kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
         elif cfg.train.sharding != "ddp":
             raise ValueError(f"train.sharding must be ddp or fsdp, got {cfg.train.sharding!r}")
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                                       mixed_precision=MIXED_PRECISION[cfg.train.precision],
-                                       **kwargs)
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), mixed_precision=MIXED_PRECISION[cfg.train.precision], **kwargs
+        )
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.device = self.accelerator.device
 
-    def prepare(self, model: nn.Module, groups: list[dict], lr: float,
-                multiplier: Callable[[int], float]) -> None:
+    def prepare(
+        self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]
+    ) -> None:
         betas = tuple(self.cfg.optim.betas)
         optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=self.cfg.optim.eps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -76,5 +79,8 @@ class AccelerateBackend(Backend):
 
     def scalar_parameters(self) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
-        return {name: float(p.detach().float().reshape(-1)[0])
-                for name, p in model.named_parameters() if p.numel() == 1}
+        return {
+            name: float(p.detach().float().reshape(-1)[0])
+            for name, p in model.named_parameters()
+            if p.numel() == 1
+        }

@@ -4,12 +4,13 @@ The loop is written once against :class:`Backend`; Accelerate (DDP / FSDP) and
 DeepSpeed (ZeRO 0-3) implement it. Nothing here knows about SCM: the SCM scalars are
 ordinary parameters of the same model, optimizer and partitioning.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -28,11 +29,12 @@ class Backend(ABC):
 
     def __init__(self, cfg: ExperimentConfig, grad_accum: int) -> None:
         if cfg.train.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {PRECISIONS}, "
-                             f"got {cfg.train.precision!r}")
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {cfg.train.precision!r}")
         if cfg.train.precision == "fp16" and not torch.cuda.is_available():
-            raise ValueError("train.precision=fp16 needs a GPU (loss-scaled fp16 has no CPU "
-                             "kernels worth using); use train.precision=bf16 on CPU")
+            raise ValueError(
+                "train.precision=fp16 needs a GPU (loss-scaled fp16 has no CPU "
+                "kernels worth using); use train.precision=bf16 on CPU"
+            )
         self.cfg = cfg
         self.grad_accum = grad_accum
 
@@ -41,8 +43,9 @@ class Backend(ABC):
         return self.rank == 0
 
     @abstractmethod
-    def prepare(self, model: nn.Module, groups: list[dict], lr: float,
-                multiplier: Callable[[int], float]) -> None:
+    def prepare(
+        self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]
+    ) -> None:
         """Wrap the model, build AdamW over ``groups`` and the LambdaLR schedule."""
 
     @abstractmethod
@@ -97,8 +100,10 @@ def make_backend(cfg: ExperimentConfig, grad_accum: int) -> Backend:
     """The backend named by ``train.engine``."""
     if cfg.train.engine == "accelerate":
         from .accelerate_backend import AccelerateBackend
+
         return AccelerateBackend(cfg, grad_accum)
     if cfg.train.engine == "deepspeed":
         from .deepspeed_backend import DeepSpeedBackend
+
         return DeepSpeedBackend(cfg, grad_accum)
     raise ValueError(f"train.engine must be accelerate or deepspeed, got {cfg.train.engine!r}")

@@ -6,6 +6,7 @@ taken over the steps after warm-up. The baseline is a bare single-process PyTorc
 (the same model, loader, AdamW and loss; no backend, no logging, no checkpoints). On this
 host a process gets cores / processes threads, so "2 processes" share the same cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,20 +23,36 @@ import torch
 from ..config import ExperimentConfig, load_config
 from .spawn import spawn_local
 
-RUNS = [("accelerate", "fp32", None), ("accelerate", "bf16", None),
-        ("deepspeed", "bf16", 2), ("deepspeed", "bf16", 3)]
+RUNS = [
+    ("accelerate", "fp32", None),
+    ("accelerate", "bf16", None),
+    ("deepspeed", "bf16", 2),
+    ("deepspeed", "bf16", 3),
+]
 
 
-def _config(args: argparse.Namespace, shards: Path, out: Path, engine: str, precision: str,
-            stage: int | None) -> ExperimentConfig:
-    overrides = [f"data.train_dir={shards}/train", f"data.val_dir={shards}/val",
-                 f"train.output_dir={out}", f"data.batch_size={args.batch}", "data.workers=0",
-                 f"model.name={args.model}", f"model.img_size={args.img_size}",
-                 f"data.crop_size={args.img_size}", f"data.resize_size={args.img_size}",
-                 f"data.eval_size={args.img_size}", f"model.depth={args.depth}",
-                 f"train.max_steps={args.steps}", f"train.log_every={args.steps // 2}",
-                 "train.checkpoint_every=100000", "eval.after_train=false",
-                 f"train.engine={engine}", f"train.precision={precision}"]
+def _config(
+    args: argparse.Namespace, shards: Path, out: Path, engine: str, precision: str, stage: int | None
+) -> ExperimentConfig:
+    overrides = [
+        f"data.train_dir={shards}/train",
+        f"data.val_dir={shards}/val",
+        f"train.output_dir={out}",
+        f"data.batch_size={args.batch}",
+        "data.workers=0",
+        f"model.name={args.model}",
+        f"model.img_size={args.img_size}",
+        f"data.crop_size={args.img_size}",
+        f"data.resize_size={args.img_size}",
+        f"data.eval_size={args.img_size}",
+        f"model.depth={args.depth}",
+        f"train.max_steps={args.steps}",
+        f"train.log_every={args.steps // 2}",
+        "train.checkpoint_every=100000",
+        "eval.after_train=false",
+        f"train.engine={engine}",
+        f"train.precision={precision}",
+    ]
     if stage is not None:
         overrides.append(f"train.deepspeed_config=configs/deepspeed/zero{stage}.json")
     return load_config(None, overrides)
@@ -47,8 +64,11 @@ def _train_rank(cfg: ExperimentConfig) -> float:
 
     trainer = Trainer(cfg)
     trainer.run()
-    lines = (Path(cfg.train.output_dir) / "metrics.jsonl").read_text().splitlines() \
-        if trainer.backend.is_main else []
+    lines = (
+        (Path(cfg.train.output_dir) / "metrics.jsonl").read_text().splitlines()
+        if trainer.backend.is_main
+        else []
+    )
     return json.loads(lines[-1])["train/images_per_s"] if lines else 0.0
 
 
@@ -86,20 +106,39 @@ def run(argv: list[str]) -> dict:
     parser.add_argument("--steps", type=int, default=16)
     args, _ = parser.parse_known_args(argv)
     cores = os.cpu_count() or 1
-    result: dict = {"benchmark": "train", "model": args.model, "depth": args.depth,
-                    "img_size": args.img_size, "micro_batch": args.batch, "steps": args.steps,
-                    "cores": cores, "device": "cpu", "runs": []}
+    result: dict = {
+        "benchmark": "train",
+        "model": args.model,
+        "depth": args.depth,
+        "img_size": args.img_size,
+        "micro_batch": args.batch,
+        "steps": args.steps,
+        "cores": cores,
+        "device": "cpu",
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         from data_shards.cli import main as shards_main
 
         shards = tmp / "synthetic"
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the benchmark's JSON
-            shards_main(["synth", "--out", str(shards), "--train",
-                         str(args.batch * args.steps * 2), "--val", "16",
-                         "--image-size", str(args.img_size)])
-        bare = spawn_local(_bare_loop, 1, (_config(args, shards, tmp / "bare", "accelerate",
-                                                   "fp32", None),), threads=cores)[0]
+            shards_main(
+                [
+                    "synth",
+                    "--out",
+                    str(shards),
+                    "--train",
+                    str(args.batch * args.steps * 2),
+                    "--val",
+                    "16",
+                    "--image-size",
+                    str(args.img_size),
+                ]
+            )
+        bare = spawn_local(
+            _bare_loop, 1, (_config(args, shards, tmp / "bare", "accelerate", "fp32", None),), threads=cores
+        )[0]
         result["bare_pytorch_fp32_1proc_images_per_s"] = round(bare, 2)
         for engine, precision, stage in RUNS:
             per_world = {}
@@ -109,14 +148,19 @@ def run(argv: list[str]) -> dict:
                 ips = spawn_local(_train_rank, world, (cfg,), threads=max(1, cores // world))[0]
                 per_world[world] = ips
             name = f"{engine}{'-zero' + str(stage) if stage is not None else ''}"
-            result["runs"].append({
-                "engine": name, "precision": precision,
-                "images_per_s_1proc": round(per_world[1], 2),
-                "images_per_s_2proc": round(per_world[2], 2),
-                "scaling_efficiency_2v1": round(per_world[2] / (2 * per_world[1]), 3),
-                "throughput_ratio_2v1": round(per_world[2] / per_world[1], 3),
-                "overhead_vs_bare_1proc": round(1 - per_world[1] / bare, 3)
-                if precision == "fp32" else None})
+            result["runs"].append(
+                {
+                    "engine": name,
+                    "precision": precision,
+                    "images_per_s_1proc": round(per_world[1], 2),
+                    "images_per_s_2proc": round(per_world[2], 2),
+                    "scaling_efficiency_2v1": round(per_world[2] / (2 * per_world[1]), 3),
+                    "throughput_ratio_2v1": round(per_world[2] / per_world[1], 3),
+                    "overhead_vs_bare_1proc": round(1 - per_world[1] / bare, 3)
+                    if precision == "fp32"
+                    else None,
+                }
+            )
     return result
 
 

@@ -10,6 +10,7 @@ Layout under ``<output_dir>/checkpoints``::
 A checkpoint is written under a temporary name and renamed when every rank has
 finished, so a directory named ``step_*`` is always complete.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,10 @@ class CheckpointManager:
             return self.latest()
         path = Path(resume)
         if not (path / "trainer.pt").is_file():
-            raise ResumeError(f"train.resume={resume}: not a checkpoint directory "
-                              "(it holds no trainer.pt); use auto, none or a step_* directory")
+            raise ResumeError(
+                f"train.resume={resume}: not a checkpoint directory "
+                "(it holds no trainer.pt); use auto, none or a step_* directory"
+            )
         return path
 
     def save(self, step: int, trainer_state: dict[str, Any], rank_state: dict[str, Any]) -> Path:
@@ -86,7 +89,7 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         done = sorted(p for p in self.root.glob("step_*") if p.is_dir())
-        for old in done[:-self.keep_last]:
+        for old in done[: -self.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
 
     def read_trainer_state(self, directory: Path) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class CheckpointManager:
     def read_rank_state(self, directory: Path) -> dict[str, Any]:
         path = directory / f"rank{self.backend.rank:05d}.pt"
         if not path.is_file():
-            raise ResumeError(f"{directory} has no state for rank {self.backend.rank}: it was "
-                              "written by fewer processes")
+            raise ResumeError(
+                f"{directory} has no state for rank {self.backend.rank}: it was written by fewer processes"
+            )
         return torch.load(path, map_location="cpu", weights_only=False)

@@ -5,12 +5,13 @@ transformers package, see STACK_NOTES.md). The JSON file gives the ZeRO settings
 batch sizes, accumulation, precision, clipping and AdamW hyper-parameters always come
 from the experiment config so the two cannot disagree.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import deepspeed
 import torch
@@ -22,13 +23,13 @@ from .backend import Backend
 CHECKPOINT_TAG = "zero"
 
 
-def build_deepspeed_config(cfg: ExperimentConfig, world_size: int, grad_accum: int,
-                           lr: float) -> dict:
+def build_deepspeed_config(cfg: ExperimentConfig, world_size: int, grad_accum: int, lr: float) -> dict:
     """The DeepSpeed JSON with the experiment's batch, precision and optimizer filled in."""
     path = Path(cfg.train.deepspeed_config)
     if not path.is_file():
-        raise FileNotFoundError(f"train.deepspeed_config not found: {path} "
-                                "(see configs/deepspeed/zero{0,1,2,3}.json)")
+        raise FileNotFoundError(
+            f"train.deepspeed_config not found: {path} (see configs/deepspeed/zero{{0,1,2,3}}.json)"
+        )
     ds = json.loads(path.read_text())
     micro = cfg.data.batch_size
     ds.update(
@@ -37,11 +38,18 @@ def build_deepspeed_config(cfg: ExperimentConfig, world_size: int, grad_accum: i
         train_batch_size=micro * grad_accum * world_size,
         gradient_clipping=cfg.optim.grad_clip,
         bf16={"enabled": cfg.train.precision == "bf16"},
-        fp16={"enabled": cfg.train.precision == "fp16", "loss_scale": 0,
-              "initial_scale_power": 16},
-        optimizer={"type": "AdamW", "params": {
-            "lr": lr, "betas": list(cfg.optim.betas), "eps": cfg.optim.eps,
-            "weight_decay": cfg.optim.weight_decay, "torch_adam": True, "adam_w_mode": True}},
+        fp16={"enabled": cfg.train.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        optimizer={
+            "type": "AdamW",
+            "params": {
+                "lr": lr,
+                "betas": list(cfg.optim.betas),
+                "eps": cfg.optim.eps,
+                "weight_decay": cfg.optim.weight_decay,
+                "torch_adam": True,
+                "adam_w_mode": True,
+            },
+        },
     )
     ds.setdefault("steps_per_print", 10**9)
     return ds
@@ -57,15 +65,20 @@ class DeepSpeedBackend(Backend):
         self.world_size = torch.distributed.get_world_size()
         self.device = torch.device(deepspeed.get_accelerator().device_name())
 
-    def prepare(self, model: nn.Module, groups: list[dict], lr: float,
-                multiplier: Callable[[int], float]) -> None:
+    def prepare(
+        self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]
+    ) -> None:
         config = build_deepspeed_config(self.cfg, self.world_size, self.grad_accum, lr)
         self.zero_stage = config.get("zero_optimization", {}).get("stage", 0)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, model_parameters=groups, config=config,
-            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, multiplier))
+            model=model,
+            model_parameters=groups,
+            config=config,
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, multiplier),
+        )
         self.input_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            self.cfg.train.precision, torch.float32)
+            self.cfg.train.precision, torch.float32
+        )
 
     def micro_step(self, sync: bool) -> AbstractContextManager:
         return nullcontext()  # DeepSpeed tracks the accumulation boundary itself
@@ -98,13 +111,18 @@ class DeepSpeedBackend(Backend):
         if not self.is_main:
             return None
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
         state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=CHECKPOINT_TAG)
         return {k: v.float().clone() for k, v in state.items()}
 
     def scalar_parameters(self) -> dict[str, float]:
-        named = [(n, p) for n, p in self.engine.module.named_parameters()
-                 if getattr(p, "ds_numel", p.numel()) == 1]
-        gather = (deepspeed.zero.GatheredParameters([p for _, p in named])
-                  if self.zero_stage == 3 else nullcontext())
+        named = [
+            (n, p) for n, p in self.engine.module.named_parameters() if getattr(p, "ds_numel", p.numel()) == 1
+        ]
+        gather = (
+            deepspeed.zero.GatheredParameters([p for _, p in named])
+            if self.zero_stage == 3
+            else nullcontext()
+        )
         with gather:
             return {n: float(p.detach().float().reshape(-1)[0]) for n, p in named}

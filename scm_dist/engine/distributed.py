@@ -4,6 +4,7 @@ torchrun, ``accelerate launch``, the ``deepspeed`` launcher and the SLURM glue i
 ``launch/`` all export RANK, WORLD_SIZE and LOCAL_RANK; this is the one place the
 engine reads them.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,12 @@ class LaunchEnv:
     local_rank: int
 
     @classmethod
-    def from_environment(cls) -> "LaunchEnv":
-        return cls(rank=int(os.environ.get("RANK", 0)),
-                   world_size=int(os.environ.get("WORLD_SIZE", 1)),
-                   local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    def from_environment(cls) -> LaunchEnv:
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
 
 
 class WorldSizeError(RuntimeError):
@@ -39,10 +42,13 @@ def check_world_size(seen: int, launched: LaunchEnv, expected: int) -> None:
         raise WorldSizeError(
             f"the launcher started {launched.world_size} processes but the backend sees a world "
             f"of {seen}: each process would train alone. On a CPU host launch with "
-            "`accelerate launch --config_file configs/accelerate/cpu_2proc.yaml` or torchrun.")
+            "`accelerate launch --config_file configs/accelerate/cpu_2proc.yaml` or torchrun."
+        )
     if expected and seen != expected:
-        raise WorldSizeError(f"train.expected_world_size={expected} but {seen} processes are "
-                             "running; change the launch or the config")
+        raise WorldSizeError(
+            f"train.expected_world_size={expected} but {seen} processes are "
+            "running; change the launch or the config"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -54,8 +60,7 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict:
     """Every RNG state of this process (restored by :func:`set_rng_state`)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

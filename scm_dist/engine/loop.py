@@ -1,4 +1,5 @@
 """The training loop, written once for every backend and launcher."""
+
 from __future__ import annotations
 
 import logging
@@ -44,28 +45,35 @@ def grad_accumulation(cfg: ExperimentConfig, world_size: int) -> int:
         raise ValueError(
             f"train.global_batch_size={cfg.train.global_batch_size} is not divisible by "
             f"data.batch_size x world size = {cfg.data.batch_size} x {world_size} = {per_step}; "
-            f"choose a multiple of {per_step} or change data.batch_size")
+            f"choose a multiple of {per_step} or change data.batch_size"
+        )
     return cfg.train.global_batch_size // per_step
 
 
 def check_sizes(cfg: ExperimentConfig) -> None:
     if cfg.model.img_size != cfg.data.crop_size:
-        raise ValueError(f"model.img_size={cfg.model.img_size} must equal data.crop_size="
-                         f"{cfg.data.crop_size} (the training crop is the model's input)")
+        raise ValueError(
+            f"model.img_size={cfg.model.img_size} must equal data.crop_size="
+            f"{cfg.data.crop_size} (the training crop is the model's input)"
+        )
     if cfg.data.resize_size < cfg.data.crop_size:
-        raise ValueError(f"data.resize_size={cfg.data.resize_size} is smaller than "
-                         f"data.crop_size={cfg.data.crop_size}")
+        raise ValueError(
+            f"data.resize_size={cfg.data.resize_size} is smaller than data.crop_size={cfg.data.crop_size}"
+        )
 
 
-def build_model(cfg: ExperimentConfig, num_classes: int, img_size: int | None = None,
-                load_pretrained: bool = True) -> torch.nn.Module:
+def build_model(
+    cfg: ExperimentConfig, num_classes: int, img_size: int | None = None, load_pretrained: bool = True
+) -> torch.nn.Module:
     """The configured model (at ``img_size``, default ``model.img_size``), from
     ``model.pretrained`` when it names a file and ``load_pretrained`` is set."""
-    kwargs: dict[str, Any] = dict(num_classes=num_classes,
-                                  img_size=img_size or cfg.model.img_size,
-                                  drop_path_rate=cfg.model.drop_path_rate,
-                                  attn_impl=cfg.model.attn_impl,
-                                  scm_impl=cfg.model.scm_impl)
+    kwargs: dict[str, Any] = dict(
+        num_classes=num_classes,
+        img_size=img_size or cfg.model.img_size,
+        drop_path_rate=cfg.model.drop_path_rate,
+        attn_impl=cfg.model.attn_impl,
+        scm_impl=cfg.model.scm_impl,
+    )
     if cfg.model.depth:
         kwargs["depth"] = cfg.model.depth
     if load_pretrained and cfg.model.pretrained:
@@ -74,29 +82,40 @@ def build_model(cfg: ExperimentConfig, num_classes: int, img_size: int | None = 
 
 
 def _identity(cfg: ExperimentConfig, num_classes: int, backend: Backend) -> dict[str, Any]:
-    return {"model": cfg.model.name, "depth": cfg.model.depth, "num_classes": num_classes,
-            "img_size": cfg.model.img_size,
-            "engine": cfg.train.engine, "world_size": backend.world_size,
-            "deepspeed_config": cfg.train.deepspeed_config if cfg.train.engine == "deepspeed"
-            else None, "sharding": cfg.train.sharding}
+    return {
+        "model": cfg.model.name,
+        "depth": cfg.model.depth,
+        "num_classes": num_classes,
+        "img_size": cfg.model.img_size,
+        "engine": cfg.train.engine,
+        "world_size": backend.world_size,
+        "deepspeed_config": cfg.train.deepspeed_config if cfg.train.engine == "deepspeed" else None,
+        "sharding": cfg.train.sharding,
+    }
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     for key in ("model", "depth", "num_classes", "img_size", "engine"):
         if saved[key] != current[key]:
-            raise ResumeError(f"{path} was written for {key}={saved[key]!r} but this run has "
-                              f"{key}={current[key]!r}; resume with the same config, set "
-                              "train.resume=none or use another train.output_dir")
+            raise ResumeError(
+                f"{path} was written for {key}={saved[key]!r} but this run has "
+                f"{key}={current[key]!r}; resume with the same config, set "
+                "train.resume=none or use another train.output_dir"
+            )
     if saved["world_size"] != current["world_size"]:
         sharded = current["engine"] == "deepspeed" or current["sharding"] == "fsdp"
         if sharded:
             raise ResumeError(
                 f"{path} holds optimizer state sharded over {saved['world_size']} processes; "
                 f"this run has {current['world_size']}. Resume with {saved['world_size']} "
-                "processes, or start from its consolidated model_final.pt via model.pretrained")
-        log.warning("resuming a %d-process checkpoint on %d processes: weights and optimizer "
-                    "are exact, the data position is not", saved["world_size"],
-                    current["world_size"])
+                "processes, or start from its consolidated model_final.pt via model.pretrained"
+            )
+        log.warning(
+            "resuming a %d-process checkpoint on %d processes: weights and optimizer "
+            "are exact, the data position is not",
+            saved["world_size"],
+            current["world_size"],
+        )
 
 
 class Trainer:
@@ -111,23 +130,32 @@ class Trainer:
         check_world_size(backend.world_size, launch, cfg.train.expected_world_size)
         self.output_dir = Path(cfg.train.output_dir)
         seed_everything(cfg.seed)
-        self.loader = build_train_loader(cfg.data, rank=backend.rank,
-                                         world_size=backend.world_size, seed=cfg.seed)
+        self.loader = build_train_loader(
+            cfg.data, rank=backend.rank, world_size=backend.world_size, seed=cfg.seed
+        )
         self.num_classes = cfg.model.num_classes or self.loader.num_classes
         if cfg.model.num_classes and cfg.model.num_classes != self.loader.num_classes:
-            raise ValueError(f"model.num_classes={cfg.model.num_classes} but the train shards "
-                             f"have {self.loader.num_classes} classes; set model.num_classes=0")
+            raise ValueError(
+                f"model.num_classes={cfg.model.num_classes} but the train shards "
+                f"have {self.loader.num_classes} classes; set model.num_classes=0"
+            )
         self.steps_per_epoch = self.loader.steps_per_epoch // self.accum
         if self.steps_per_epoch < 1:
-            raise ValueError(f"one epoch has {self.loader.steps_per_epoch} micro batches per "
-                             f"rank, fewer than train.grad_accum={self.accum}")
+            raise ValueError(
+                f"one epoch has {self.loader.steps_per_epoch} micro batches per "
+                f"rank, fewer than train.grad_accum={self.accum}"
+            )
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
         model = build_model(cfg, self.num_classes)  # same seed: same init on every rank
         seed_everything(cfg.seed + 1 + backend.rank)  # per-rank drop-path randomness
         global_batch = cfg.data.batch_size * self.accum * backend.world_size
         self.lr = scaled_lr(cfg.optim, global_batch)
-        backend.prepare(model, param_groups(model, cfg.optim.weight_decay), self.lr,
-                        lr_multiplier(cfg.optim, self.steps_per_epoch, self.total_steps))
+        backend.prepare(
+            model,
+            param_groups(model, cfg.optim.weight_decay),
+            self.lr,
+            lr_multiplier(cfg.optim, self.steps_per_epoch, self.total_steps),
+        )
         self.global_batch = global_batch
         self.identity = _identity(cfg, self.num_classes, backend)
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_last, backend)
@@ -151,8 +179,12 @@ class Trainer:
             log.info("resumed from %s at step %d (epoch %d)", path, saved["step"], saved["epoch"])
 
     def save_checkpoint(self) -> Path:
-        trainer_state = {"step": self.progress.step, "epoch": self.progress.epoch,
-                         "identity": self.identity, "config": config_to_dict(self.cfg)}
+        trainer_state = {
+            "step": self.progress.step,
+            "epoch": self.progress.epoch,
+            "identity": self.identity,
+            "config": config_to_dict(self.cfg),
+        }
         rank_state = {"rng": rng_state(), "data": self.loader.state_dict()}
         self.last_checkpoint = self.checkpoints.save(self.progress.step, trainer_state, rank_state)
         return self.last_checkpoint
@@ -179,8 +211,7 @@ class Trainer:
             labels = labels.to(backend.device)
             with backend.micro_step(sync=micro == self.accum - 1):
                 logits = backend.forward(images).float()
-                loss = F.cross_entropy(logits, labels,
-                                       label_smoothing=self.cfg.optim.label_smoothing)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.optim.label_smoothing)
                 backend.backward(loss)
             meter["loss"] += loss.item() * labels.numel()
             meter["correct"] += (logits.argmax(dim=1) == labels).sum().item()
@@ -189,16 +220,21 @@ class Trainer:
 
     def _log(self, logger: RunLogger, meter: dict[str, float], started: float) -> float:
         totals = self.backend.all_reduce_sum(
-            torch.tensor([meter["loss"], meter["correct"], meter["count"], meter["data_s"]],
-                         dtype=torch.float64))
+            torch.tensor(
+                [meter["loss"], meter["correct"], meter["count"], meter["data_s"]], dtype=torch.float64
+            )
+        )
         loss, correct, count, data_s = totals.tolist()
         elapsed = time.perf_counter() - started
-        metrics = {"train/loss": loss / max(count, 1), "train/acc": 100 * correct / max(count, 1),
-                   "train/lr": self.backend.lr, "train/images_per_s": count / elapsed,
-                   "train/data_wait": data_s / self.backend.world_size / elapsed,
-                   "train/epoch": self.progress.epoch}
-        metrics.update({f"param/{name}": value
-                        for name, value in self.backend.scalar_parameters().items()})
+        metrics = {
+            "train/loss": loss / max(count, 1),
+            "train/acc": 100 * correct / max(count, 1),
+            "train/lr": self.backend.lr,
+            "train/images_per_s": count / elapsed,
+            "train/data_wait": data_s / self.backend.world_size / elapsed,
+            "train/epoch": self.progress.epoch,
+        }
+        metrics.update({f"param/{name}": value for name, value in self.backend.scalar_parameters().items()})
         logger.write(self.progress.step, metrics)
         meter.update(loss=0.0, correct=0.0, count=0.0, data_s=0.0)
         return metrics["train/loss"]
@@ -209,10 +245,17 @@ class Trainer:
         if backend.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.output_dir / "config.yaml")
-            log.info("training %s on %d process(es), %s %s: %d steps (%d per epoch), global "
-                     "batch %d, lr %.3g", cfg.model.name, backend.world_size, cfg.train.engine,
-                     cfg.train.precision, self.total_steps, self.steps_per_epoch,
-                     self.global_batch, self.lr)
+            log.info(
+                "training %s on %d process(es), %s %s: %d steps (%d per epoch), global batch %d, lr %.3g",
+                cfg.model.name,
+                backend.world_size,
+                cfg.train.engine,
+                cfg.train.precision,
+                self.total_steps,
+                self.steps_per_epoch,
+                self.global_batch,
+                self.lr,
+            )
         self.resume()
         logger = RunLogger(self.output_dir, backend.is_main, self.total_steps, self.progress.step)
         meter = dict(loss=0.0, correct=0.0, count=0.0, data_s=0.0)
@@ -242,9 +285,15 @@ class Trainer:
         if saved_at != self.progress.step:
             self.save_checkpoint()
         logger.close()
-        summary = {"status": status, "step": self.progress.step, "epoch": self.progress.epoch,
-                   "total_steps": self.total_steps, "checkpoint": str(self.last_checkpoint),
-                   "last_logged_loss": last_loss, "skipped_corrupt": self.loader.skipped_corrupt}
+        summary = {
+            "status": status,
+            "step": self.progress.step,
+            "epoch": self.progress.epoch,
+            "total_steps": self.total_steps,
+            "checkpoint": str(self.last_checkpoint),
+            "last_logged_loss": last_loss,
+            "skipped_corrupt": self.loader.skipped_corrupt,
+        }
         if status == "completed":
             summary["final_model"] = str(self.write_final_model())
         return summary
@@ -254,8 +303,15 @@ class Trainer:
         state = self.backend.consolidated_state_dict(self.last_checkpoint)
         path = self.output_dir / FINAL_MODEL
         if self.backend.is_main:
-            save_atomic({"state_dict": state, "identity": self.identity,
-                         "config": config_to_dict(self.cfg), "step": self.progress.step}, path)
+            save_atomic(
+                {
+                    "state_dict": state,
+                    "identity": self.identity,
+                    "config": config_to_dict(self.cfg),
+                    "step": self.progress.step,
+                },
+                path,
+            )
         self.backend.barrier()
         return path
 
@@ -266,5 +322,6 @@ def train(cfg: ExperimentConfig, stop: StopRequest | None = None) -> dict[str, A
     summary = trainer.run()
     if cfg.eval.after_train and summary["status"] == "completed":
         from ..evaluation.run import evaluate
+
         summary["eval"] = evaluate(cfg, summary["final_model"])
     return summary

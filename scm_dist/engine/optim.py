@@ -1,8 +1,9 @@
 """AdamW parameter groups and the learning-rate schedules (per optimizer step)."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -13,18 +14,19 @@ NO_DECAY_NAMES = ("pos_embed", "cls_token")
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: decay, and no decay for norms, biases, position embedding, class token."""
-    norm_params = {id(p) for m in model.modules()
-                   if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d))
-                   for p in m.parameters(recurse=False)}
+    norm_params = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d))
+        for p in m.parameters(recurse=False)
+    }
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        exempt = (id(param) in norm_params or name.endswith(".bias")
-                  or name.split(".")[-1] in NO_DECAY_NAMES)
+        exempt = id(param) in norm_params or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES
         (no_decay if exempt else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
@@ -36,8 +38,7 @@ def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
     raise ValueError(f"optim.lr_scaling must be linear or none, got {cfg.lr_scaling!r}")
 
 
-def lr_multiplier(cfg: OptimConfig, steps_per_epoch: int, total_steps: int
-                  ) -> Callable[[int], float]:
+def lr_multiplier(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak LR after ``step`` optimizer steps (LambdaLR)."""
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     if cfg.schedule not in ("step", "cosine"):

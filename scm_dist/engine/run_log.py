@@ -1,4 +1,5 @@
 """Rank-0 training log: a progress bar, readable lines, JSONL and TensorBoard."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,7 @@ log = logging.getLogger("scm_dist.train")
 class RunLogger:
     """Writes ``metrics.jsonl`` and ``tensorboard/`` in the output dir (rank 0 only)."""
 
-    def __init__(self, output_dir: str | Path, enabled: bool, total_steps: int,
-                 start_step: int) -> None:
+    def __init__(self, output_dir: str | Path, enabled: bool, total_steps: int, start_step: int) -> None:
         self.enabled = enabled
         self.bar = None
         if not enabled:
@@ -28,8 +28,7 @@ class RunLogger:
         output_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = open(output_dir / "metrics.jsonl", "a", buffering=1)
         self.tensorboard = SummaryWriter(str(output_dir / "tensorboard"))
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
-                        dynamic_ncols=True)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
 
     def advance(self) -> None:
         if self.bar is not None:
@@ -43,11 +42,19 @@ class RunLogger:
         for key, value in metrics.items():
             if isinstance(value, (int, float)):
                 self.tensorboard.add_scalar(key, value, step)
-        self.bar.set_postfix(loss=f"{metrics.get('train/loss', 0):.4f}",
-                             acc=f"{metrics.get('train/acc', 0):.1f}",
-                             ips=f"{metrics.get('train/images_per_s', 0):.0f}")
-        tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in record.items() if k != "time"), file=sys.stderr)
+        self.bar.set_postfix(
+            loss=f"{metrics.get('train/loss', 0):.4f}",
+            acc=f"{metrics.get('train/acc', 0):.1f}",
+            ips=f"{metrics.get('train/images_per_s', 0):.0f}",
+        )
+        tqdm.write(
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in record.items()
+                if k != "time"
+            ),
+            file=sys.stderr,
+        )
 
     def close(self) -> None:
         if self.enabled:

@@ -3,6 +3,7 @@
 For benchmarks and tests on one machine; real runs use torchrun, ``accelerate launch``,
 the deepspeed launcher or ``scm-submit``.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -10,7 +11,8 @@ import os
 import queue as queue_module
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def free_port() -> int:
@@ -19,11 +21,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _entry(rank: int, world_size: int, port: int, threads: int, fn: Callable,
-           args: tuple, queue) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS=str(threads))
+def _entry(rank: int, world_size: int, port: int, threads: int, fn: Callable, args: tuple, queue) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS=str(threads),
+    )
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import torch
 
@@ -37,14 +44,17 @@ def _entry(rank: int, world_size: int, port: int, threads: int, fn: Callable,
         raise err
 
 
-def spawn_local(fn: Callable, world_size: int, args: tuple = (), threads: int = 1,
-                timeout: float = 600) -> list[Any]:
+def spawn_local(
+    fn: Callable, world_size: int, args: tuple = (), threads: int = 1, timeout: float = 600
+) -> list[Any]:
     """Run ``fn(*args)`` on ``world_size`` processes; return the per-rank results."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_entry, args=(r, world_size, port, threads, fn, args, queue))
-             for r in range(world_size)]
+    procs = [
+        ctx.Process(target=_entry, args=(r, world_size, port, threads, fn, args, queue))
+        for r in range(world_size)
+    ]
     for proc in procs:
         proc.start()
     results: dict[int, Any] = {}
@@ -55,8 +65,11 @@ def spawn_local(fn: Callable, world_size: int, args: tuple = (), threads: int = 
             try:
                 rank, status, value = queue.get(timeout=1.0)
             except queue_module.Empty:
-                dead = [(r, p.exitcode) for r, p in enumerate(procs)
-                        if p.exitcode not in (None, 0) and r not in results]
+                dead = [
+                    (r, p.exitcode)
+                    for r, p in enumerate(procs)
+                    if p.exitcode not in (None, 0) and r not in results
+                ]
                 if dead:
                     errors.append(f"process(es) died without a result: {dead}")
                 elif time.monotonic() > deadline:

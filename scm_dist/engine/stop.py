@@ -1,4 +1,5 @@
 """A stop request set from a signal handler and polled by the loop at step boundaries."""
+
 from __future__ import annotations
 
 import threading

@@ -1,7 +1,9 @@
 """BoxAccuracy: MaxBoxAcc / MaxBoxAccV2 for any score maps, with mergeable counts."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +20,21 @@ def best_over_thresholds(correct: np.ndarray, images: int, taus: np.ndarray) -> 
     return {"acc": float(accuracy[best]), "cam_threshold": float(taus[best])}
 
 
-def _box_counts(scoremaps: np.ndarray, gt_boxes: list[np.ndarray], taus: np.ndarray,
-                iou_thresholds: tuple[int, ...], multi_contour: bool) -> np.ndarray:
-    largest, every = maps_hits(quantize(scoremaps), taus, gt_boxes, np.arange(len(gt_boxes)),
-                               np.full(len(gt_boxes), multi_contour), iou_thresholds)
+def _box_counts(
+    scoremaps: np.ndarray,
+    gt_boxes: list[np.ndarray],
+    taus: np.ndarray,
+    iou_thresholds: tuple[int, ...],
+    multi_contour: bool,
+) -> np.ndarray:
+    largest, every = maps_hits(
+        quantize(scoremaps),
+        taus,
+        gt_boxes,
+        np.arange(len(gt_boxes)),
+        np.full(len(gt_boxes), multi_contour),
+        iou_thresholds,
+    )
     return (every if multi_contour else largest).sum(axis=0).ravel()
 
 
@@ -41,9 +54,13 @@ class BoxAccuracy:
     ``workers > 0`` spreads each :meth:`update` over that many processes.
     """
 
-    def __init__(self, iou_thresholds: Sequence[int] = (30, 50, 70),
-                 cam_curve_interval: float = 0.01, multi_contour: bool = True,
-                 workers: int = 0) -> None:
+    def __init__(
+        self,
+        iou_thresholds: Sequence[int] = (30, 50, 70),
+        cam_curve_interval: float = 0.01,
+        multi_contour: bool = True,
+        workers: int = 0,
+    ) -> None:
         self.iou_thresholds = check_thresholds(iou_thresholds)
         self.cam_curve_interval = float(cam_curve_interval)
         self.taus = cam_thresholds(cam_curve_interval)
@@ -61,10 +78,13 @@ class BoxAccuracy:
         its GT boxes as an (n_i, 4) array of x0, y0, x1, y1 in the maps' pixel frame."""
         maps = check_scoremaps(scoremaps)
         boxes = check_boxes(gt_boxes, len(maps))
-        chunks = [(maps[s], boxes[s], self.taus, self.iou_thresholds, self.multi_contour)
-                  for s in split(len(maps), max(1, self._pool.workers) * 4)]
-        self.correct += self._pool.sum_counts(_box_counts, chunks,
-                                              self.correct.size).reshape(self.correct.shape)
+        chunks = [
+            (maps[s], boxes[s], self.taus, self.iou_thresholds, self.multi_contour)
+            for s in split(len(maps), max(1, self._pool.workers) * 4)
+        ]
+        self.correct += self._pool.sum_counts(_box_counts, chunks, self.correct.size).reshape(
+            self.correct.shape
+        )
         self.num_images += len(maps)
 
     def counts(self) -> np.ndarray:
@@ -75,18 +95,25 @@ class BoxAccuracy:
         """Replace the state by a vector from :meth:`counts` (e.g. after an all-reduce)."""
         values = np.asarray(counts.cpu() if hasattr(counts, "cpu") else counts, np.int64)
         if values.shape != (1 + self.correct.size,):
-            raise ValueError(f"counts must have shape ({1 + self.correct.size},) for "
-                             f"{len(self.iou_thresholds)} IoU x {len(self.taus)} CAM thresholds, "
-                             f"got {values.shape}")
+            raise ValueError(
+                f"counts must have shape ({1 + self.correct.size},) for "
+                f"{len(self.iou_thresholds)} IoU x {len(self.taus)} CAM thresholds, "
+                f"got {values.shape}"
+            )
         self.num_images = int(values[0])
         self.correct = values[1:].reshape(self.correct.shape).copy()
 
-    def merge(self, other: "BoxAccuracy") -> "BoxAccuracy":
+    def merge(self, other: BoxAccuracy) -> BoxAccuracy:
         """Add another meter's counts (same configuration) to this one."""
-        if (other.iou_thresholds, other.cam_curve_interval, other.multi_contour) != \
-                (self.iou_thresholds, self.cam_curve_interval, self.multi_contour):
-            raise ValueError("cannot merge BoxAccuracy meters with different iou_thresholds, "
-                             "cam_curve_interval or multi_contour")
+        if (other.iou_thresholds, other.cam_curve_interval, other.multi_contour) != (
+            self.iou_thresholds,
+            self.cam_curve_interval,
+            self.multi_contour,
+        ):
+            raise ValueError(
+                "cannot merge BoxAccuracy meters with different iou_thresholds, "
+                "cam_curve_interval or multi_contour"
+            )
         self.num_images += other.num_images
         self.correct += other.correct
         return self
@@ -94,18 +121,23 @@ class BoxAccuracy:
     def curves(self) -> dict[int, np.ndarray]:
         """Accuracy (%) at every CAM threshold, per IoU threshold."""
         self._require_images()
-        return {t: self.correct[i] * 100.0 / float(self.num_images)
-                for i, t in enumerate(self.iou_thresholds)}
+        return {
+            t: self.correct[i] * 100.0 / float(self.num_images) for i, t in enumerate(self.iou_thresholds)
+        }
 
     def compute(self) -> dict[str, Any]:
         """``{'per_iou': {iou: {'acc': %, 'cam_threshold': tau}}, 'mean': %,
         'num_images': n}``; each IoU threshold picks its own best CAM threshold."""
         self._require_images()
-        per_iou = {t: best_over_thresholds(self.correct[i], self.num_images, self.taus)
-                   for i, t in enumerate(self.iou_thresholds)}
-        return {"per_iou": per_iou,
-                "mean": float(np.mean([entry["acc"] for entry in per_iou.values()])),
-                "num_images": self.num_images}
+        per_iou = {
+            t: best_over_thresholds(self.correct[i], self.num_images, self.taus)
+            for i, t in enumerate(self.iou_thresholds)
+        }
+        return {
+            "per_iou": per_iou,
+            "mean": float(np.mean([entry["acc"] for entry in per_iou.values()])),
+            "num_images": self.num_images,
+        }
 
     def close(self) -> None:
         """Stop the worker processes, if any."""

@@ -3,6 +3,7 @@
 Used to settle the rare largest-area ties of the fast search, and as the baseline the
 benchmark compares against.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -30,8 +31,9 @@ def largest_contour_box(quantized: np.ndarray, level: int) -> np.ndarray:
     return np.asarray(_protocol_box(max(contours, key=cv2.contourArea), *quantized.shape))
 
 
-def literal_map_ious(scoremap: np.ndarray, taus: np.ndarray,
-                     gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def literal_map_ious(
+    scoremap: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per tau: IoU of the largest contour's box and best IoU over all contours' boxes."""
     quantized = quantize(scoremap)
     height, width = quantized.shape

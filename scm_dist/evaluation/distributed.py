@@ -1,4 +1,5 @@
 """Summing metric counters across torch.distributed ranks."""
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -1,4 +1,5 @@
 """Box IoU with the "+1" pixel convention of the WSOL protocol."""
+
 from __future__ import annotations
 
 import numpy as np

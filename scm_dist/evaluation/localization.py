@@ -24,10 +24,12 @@ index first). Every count is an integer per (metric, k, IoU threshold, CAM thres
 :meth:`LocalizationEvaluator.counts` is one int64 vector with a fixed layout, summable
 across ranks, so 1 rank and N ranks give the same results.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,7 @@ from .validation import as_numpy, check_boxes, check_finite, check_thresholds
 
 PROTOCOLS = ("wsol", "scm-release")
 HEADLINE_IOU = 50
-_BLOCK = 32   # maps resized and searched together (their float maps stay in cache)
+_BLOCK = 32  # maps resized and searched together (their float maps stay in cache)
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,12 @@ class CounterLayout:
         grid = (self.n_iou, self.n_tau)
         return {
             "images": (1,),
-            "cls": (self.n_k,),                              # GT among top-k
-            "wsol_gt_known": grid,                           # GT map, largest contour
-            "wsol_gt_known_all": grid,                       # GT map, every contour
-            "wsol_loc": (self.n_k, *grid),                   # top-k correct and GT map hit
-            "release_gt_known": (self.n_k, *grid),           # a top-k predicted map hits
-            "release_loc": (self.n_k, *grid),                # ... and GT among top-k
+            "cls": (self.n_k,),  # GT among top-k
+            "wsol_gt_known": grid,  # GT map, largest contour
+            "wsol_gt_known_all": grid,  # GT map, every contour
+            "wsol_loc": (self.n_k, *grid),  # top-k correct and GT map hit
+            "release_gt_known": (self.n_k, *grid),  # a top-k predicted map hits
+            "release_loc": (self.n_k, *grid),  # ... and GT among top-k
         }
 
     @property
@@ -89,8 +91,9 @@ class _Settings:
         return CounterLayout(len(self.topk), len(self.iou_thresholds), len(self.taus))
 
 
-def fast_search(settings: "_Settings", maps: list[np.ndarray], gt_boxes: list[np.ndarray],
-                multi_contour: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def fast_search(
+    settings: _Settings, maps: list[np.ndarray], gt_boxes: list[np.ndarray], multi_contour: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Hits [n, n_iou, n_tau] of every map's largest contour's box and of the best box
     over every contour (none where not ``multi_contour``), by the exact fast box search.
     Per image: its maps [n_i, h, w], GT boxes and multi-contour flags [n_i]; the results
@@ -98,18 +101,29 @@ def fast_search(settings: "_Settings", maps: list[np.ndarray], gt_boxes: list[np
     every_map = np.concatenate(maps)
     owner = np.repeat(np.arange(len(maps)), [len(image_maps) for image_maps in maps])
     multi = np.concatenate(multi_contour)
-    hits = [maps_hits(quantized_scoremaps(every_map[block], settings.image_size),
-                      settings.taus, gt_boxes, owner[block], multi[block],
-                      settings.iou_thresholds)
-            for block in (slice(start, start + _BLOCK)
-                          for start in range(0, len(every_map), _BLOCK))]
-    return (np.concatenate([largest for largest, _ in hits]),
-            np.concatenate([every for _, every in hits]))
+    hits = [
+        maps_hits(
+            quantized_scoremaps(every_map[block], settings.image_size),
+            settings.taus,
+            gt_boxes,
+            owner[block],
+            multi[block],
+            settings.iou_thresholds,
+        )
+        for block in (slice(start, start + _BLOCK) for start in range(0, len(every_map), _BLOCK))
+    ]
+    return (np.concatenate([largest for largest, _ in hits]), np.concatenate([every for _, every in hits]))
 
 
-def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.ndarray],
-                 ranked: np.ndarray, labels: np.ndarray, gt_boxes: list[np.ndarray],
-                 search: Callable = fast_search) -> np.ndarray:
+def image_counts(
+    settings: _Settings,
+    maps: list[np.ndarray],
+    classes: list[np.ndarray],
+    ranked: np.ndarray,
+    labels: np.ndarray,
+    gt_boxes: list[np.ndarray],
+    search: Callable = fast_search,
+) -> np.ndarray:
     """Counters of a chunk of images. Per image: the localization maps [n, h, w] of the
     classes ``classes`` (sorted: the GT class and the top predictions) and the ranked top
     predictions; ``search`` gives the maps' hits (as :func:`fast_search`)."""
@@ -120,10 +134,8 @@ def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.n
         return flat
     first = np.cumsum([0] + [len(c) for c in classes[:-1]])
     gt_row = first + [np.searchsorted(c, label) for c, label in zip(classes, labels)]
-    top_row = first[:, None] + np.stack([np.searchsorted(c, top)
-                                         for c, top in zip(classes, ranked)])
-    largest, every = search(settings, maps, gt_boxes,
-                            [c == label for c, label in zip(classes, labels)])
+    top_row = first[:, None] + np.stack([np.searchsorted(c, top) for c, top in zip(classes, ranked)])
+    largest, every = search(settings, maps, gt_boxes, [c == label for c, label in zip(classes, labels)])
     view["wsol_gt_known"] += largest[gt_row].sum(axis=0)
     view["wsol_gt_known_all"] += every[gt_row].sum(axis=0)
     for i, k in enumerate(settings.topk):
@@ -136,8 +148,9 @@ def image_counts(settings: _Settings, maps: list[np.ndarray], classes: list[np.n
     return flat
 
 
-def needed_maps(logits: np.ndarray, cams: Any, labels: np.ndarray, k: int
-                ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+def needed_maps(
+    logits: np.ndarray, cams: Any, labels: np.ndarray, k: int
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Per image: the float32 maps of the GT class and the top-k predicted classes, those
     classes, and the top-k ranking (stable: ties go to the lower class index).
 
@@ -160,13 +173,20 @@ class LocalizationEvaluator:
     ``workers > 0`` spreads each update over that many processes.
     """
 
-    def __init__(self, image_size: tuple[int, int] = (224, 224),
-                 iou_thresholds: Sequence[int] = (30, 50, 70), cam_curve_interval: float = 0.01,
-                 topk: Sequence[int] = (1, 5), workers: int = 0) -> None:
+    def __init__(
+        self,
+        image_size: tuple[int, int] = (224, 224),
+        iou_thresholds: Sequence[int] = (30, 50, 70),
+        cam_curve_interval: float = 0.01,
+        topk: Sequence[int] = (1, 5),
+        workers: int = 0,
+    ) -> None:
         thresholds = check_thresholds(iou_thresholds)
         if HEADLINE_IOU not in thresholds:
-            raise ValueError(f"iou_thresholds must include {HEADLINE_IOU} (MaxBoxAcc, GT-known "
-                             f"and Top-k Loc are at IoU {HEADLINE_IOU}), got {thresholds}")
+            raise ValueError(
+                f"iou_thresholds must include {HEADLINE_IOU} (MaxBoxAcc, GT-known "
+                f"and Top-k Loc are at IoU {HEADLINE_IOU}), got {thresholds}"
+            )
         ks = tuple(int(k) for k in topk)
         if not ks or any(k < 1 for k in ks) or len(set(ks)) != len(ks):
             raise ValueError(f"topk must be distinct positive integers, got {tuple(topk)}")
@@ -174,8 +194,7 @@ class LocalizationEvaluator:
         if height < 1 or width < 1:
             raise ValueError(f"image_size must be positive (H, W), got {image_size}")
         self.cam_curve_interval = float(cam_curve_interval)
-        self.settings = _Settings((height, width), cam_thresholds(cam_curve_interval),
-                                  thresholds, ks)
+        self.settings = _Settings((height, width), cam_thresholds(cam_curve_interval), thresholds, ks)
         self._pool = CountPool(workers)
         self.reset()
 
@@ -199,11 +218,15 @@ class LocalizationEvaluator:
             raise ValueError(f"logits must have shape [B, K], got {scores.shape}")
         batch, num_classes = scores.shape
         if maps.ndim != 4 or tuple(maps.shape[:2]) != (batch, num_classes):
-            raise ValueError(f"cams must have shape [B, K, h, w] = [{batch}, {num_classes}, h, w] "
-                             f"to match logits, got {tuple(maps.shape)}")
+            raise ValueError(
+                f"cams must have shape [B, K, h, w] = [{batch}, {num_classes}, h, w] "
+                f"to match logits, got {tuple(maps.shape)}"
+            )
         if targets.shape != (batch,) or not np.issubdtype(targets.dtype, np.integer):
-            raise ValueError(f"labels must be {batch} integer class indices, got shape "
-                             f"{targets.shape} dtype {targets.dtype}")
+            raise ValueError(
+                f"labels must be {batch} integer class indices, got shape "
+                f"{targets.shape} dtype {targets.dtype}"
+            )
         if ((targets < 0) | (targets >= num_classes)).any():
             raise ValueError(f"labels must lie in [0, {num_classes}), got {targets.tolist()}")
         if max(self.settings.topk) > num_classes:
@@ -211,8 +234,10 @@ class LocalizationEvaluator:
         check_finite(scores, "logits")
         boxes = check_boxes(gt_boxes, batch)
         needed, classes, ranked = needed_maps(scores, maps, targets, max(self.settings.topk))
-        chunks = [(self.settings, needed[s], classes[s], ranked[s], targets[s], boxes[s])
-                  for s in split(batch, max(1, self._pool.workers) * 4)]
+        chunks = [
+            (self.settings, needed[s], classes[s], ranked[s], targets[s], boxes[s])
+            for s in split(batch, max(1, self._pool.workers) * 4)
+        ]
         self._counts += self._pool.sum_counts(image_counts, chunks, self.layout.size)
 
     def counts(self) -> np.ndarray:
@@ -223,16 +248,27 @@ class LocalizationEvaluator:
         """Replace the counters by a vector from :meth:`counts` (e.g. all-reduced)."""
         values = np.asarray(counts.cpu() if hasattr(counts, "cpu") else counts, np.int64)
         if values.shape != (self.layout.size,):
-            raise ValueError(f"counts must have shape ({self.layout.size},) for this evaluator's "
-                             f"layout {self.layout}, got {values.shape}")
+            raise ValueError(
+                f"counts must have shape ({self.layout.size},) for this evaluator's "
+                f"layout {self.layout}, got {values.shape}"
+            )
         self._counts = values.copy()
 
-    def merge(self, other: "LocalizationEvaluator") -> "LocalizationEvaluator":
+    def merge(self, other: LocalizationEvaluator) -> LocalizationEvaluator:
         """Add another evaluator's counters (same settings)."""
-        if (other.layout, other.settings.image_size, other.cam_curve_interval,
-                other.settings.iou_thresholds, other.settings.topk) != \
-                (self.layout, self.settings.image_size, self.cam_curve_interval,
-                 self.settings.iou_thresholds, self.settings.topk):
+        if (
+            other.layout,
+            other.settings.image_size,
+            other.cam_curve_interval,
+            other.settings.iou_thresholds,
+            other.settings.topk,
+        ) != (
+            self.layout,
+            self.settings.image_size,
+            self.cam_curve_interval,
+            self.settings.iou_thresholds,
+            self.settings.topk,
+        ):
             raise ValueError("cannot merge LocalizationEvaluators with different settings")
         self._counts += other._counts
         return self
@@ -243,8 +279,10 @@ class LocalizationEvaluator:
         return {
             "wsol GT-known (largest contour)": _per_iou_curves(view["wsol_gt_known"], n, self),
             "wsol MaxBoxAccV2 (all contours)": _per_iou_curves(view["wsol_gt_known_all"], n, self),
-            **{f"scm-release GT-known Top-{k}": _per_iou_curves(view["release_gt_known"][i], n, self)
-               for i, k in enumerate(self.settings.topk)},
+            **{
+                f"scm-release GT-known Top-{k}": _per_iou_curves(view["release_gt_known"][i], n, self)
+                for i, k in enumerate(self.settings.topk)
+            },
         }
 
     def compute(self) -> dict[str, Any]:
@@ -252,41 +290,54 @@ class LocalizationEvaluator:
         view, n = self._view()
         taus = self.settings.taus
         ious = self.settings.iou_thresholds
-        cls = {f"Top-{k} Cls": float(view["cls"][i] * 100.0 / n)
-               for i, k in enumerate(self.settings.topk)}
+        cls = {f"Top-{k} Cls": float(view["cls"][i] * 100.0 / n) for i, k in enumerate(self.settings.topk)}
 
         def at(counts: np.ndarray, tau_index: int) -> dict[str, float]:
-            return {"acc": float(counts[tau_index] * 100.0 / n),
-                    "cam_threshold": float(taus[tau_index])}
+            return {"acc": float(counts[tau_index] * 100.0 / n), "cam_threshold": float(taus[tau_index])}
 
         wsol_per_iou = {}
         for j, iou in enumerate(ious):
             best = int(np.argmax(view["wsol_gt_known"][j]))
-            wsol_per_iou[iou] = {"GT-known Loc": at(view["wsol_gt_known"][j], best),
-                                 **{f"Top-{k} Loc": at(view["wsol_loc"][i, j], best)
-                                    for i, k in enumerate(self.settings.topk)}}
-        v2 = {iou: best_over_thresholds(view["wsol_gt_known_all"][j], n, taus)
-              for j, iou in enumerate(ious)}
-        wsol = {"MaxBoxAcc": {**wsol_per_iou[HEADLINE_IOU]["GT-known Loc"], "iou": HEADLINE_IOU},
-                "MaxBoxAccV2": {"acc": float(np.mean([e["acc"] for e in v2.values()])),
-                                "per_iou": v2},
-                **{name: {**value, "iou": HEADLINE_IOU}
-                   for name, value in wsol_per_iou[HEADLINE_IOU].items()},
-                **cls, "per_iou": wsol_per_iou}
+            wsol_per_iou[iou] = {
+                "GT-known Loc": at(view["wsol_gt_known"][j], best),
+                **{
+                    f"Top-{k} Loc": at(view["wsol_loc"][i, j], best) for i, k in enumerate(self.settings.topk)
+                },
+            }
+        v2 = {iou: best_over_thresholds(view["wsol_gt_known_all"][j], n, taus) for j, iou in enumerate(ious)}
+        wsol = {
+            "MaxBoxAcc": {**wsol_per_iou[HEADLINE_IOU]["GT-known Loc"], "iou": HEADLINE_IOU},
+            "MaxBoxAccV2": {"acc": float(np.mean([e["acc"] for e in v2.values()])), "per_iou": v2},
+            **{name: {**value, "iou": HEADLINE_IOU} for name, value in wsol_per_iou[HEADLINE_IOU].items()},
+            **cls,
+            "per_iou": wsol_per_iou,
+        }
         release_per_iou = {
-            iou: {**{f"GT-known Top-{k}": best_over_thresholds(view["release_gt_known"][i, j], n,
-                                                               taus)
-                     for i, k in enumerate(self.settings.topk)},
-                  **{f"Top-{k} Loc": best_over_thresholds(view["release_loc"][i, j], n, taus)
-                     for i, k in enumerate(self.settings.topk)}}
-            for j, iou in enumerate(ious)}
-        release = {**{name: {**entry, "iou": HEADLINE_IOU}
-                      for name, entry in release_per_iou[HEADLINE_IOU].items()},
-                   **cls, "per_iou": release_per_iou}
-        return {"num_images": n, "iou_thresholds": list(ious),
-                "cam_curve_interval": self.cam_curve_interval, "topk": list(self.settings.topk),
-                "image_size": list(self.settings.image_size),
-                "protocols": {"wsol": wsol, "scm-release": release}}
+            iou: {
+                **{
+                    f"GT-known Top-{k}": best_over_thresholds(view["release_gt_known"][i, j], n, taus)
+                    for i, k in enumerate(self.settings.topk)
+                },
+                **{
+                    f"Top-{k} Loc": best_over_thresholds(view["release_loc"][i, j], n, taus)
+                    for i, k in enumerate(self.settings.topk)
+                },
+            }
+            for j, iou in enumerate(ious)
+        }
+        release = {
+            **{name: {**entry, "iou": HEADLINE_IOU} for name, entry in release_per_iou[HEADLINE_IOU].items()},
+            **cls,
+            "per_iou": release_per_iou,
+        }
+        return {
+            "num_images": n,
+            "iou_thresholds": list(ious),
+            "cam_curve_interval": self.cam_curve_interval,
+            "topk": list(self.settings.topk),
+            "image_size": list(self.settings.image_size),
+            "protocols": {"wsol": wsol, "scm-release": release},
+        }
 
     def close(self) -> None:
         """Stop the worker processes, if any."""
@@ -298,7 +349,7 @@ class LocalizationEvaluator:
         return self.layout.views(self._counts), self.num_images
 
 
-def _per_iou_curves(counts: np.ndarray, images: int,
-                    evaluator: LocalizationEvaluator) -> dict[int, np.ndarray]:
-    return {iou: counts[j] * 100.0 / images
-            for j, iou in enumerate(evaluator.settings.iou_thresholds)}
+def _per_iou_curves(
+    counts: np.ndarray, images: int, evaluator: LocalizationEvaluator
+) -> dict[int, np.ndarray]:
+    return {iou: counts[j] * 100.0 / images for j, iou in enumerate(evaluator.settings.iou_thresholds)}

@@ -1,8 +1,9 @@
 """PNG pictures: per-image localization panels and accuracy-versus-CAM-threshold curves."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np
@@ -22,8 +23,7 @@ def _draw_boxes(axis, boxes: np.ndarray, color: str) -> None:
     from matplotlib.patches import Rectangle
 
     for x0, y0, x1, y1 in np.asarray(boxes, dtype=float).reshape(-1, 4):
-        axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color,
-                                 linewidth=2))
+        axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=2))
 
 
 def _to_frame(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -33,9 +33,16 @@ def _to_frame(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return values
 
 
-def save_panel(path: str | Path, image: np.ndarray, attention: np.ndarray,
-               class_map: np.ndarray, localization_map: np.ndarray, gt_boxes: np.ndarray,
-               predicted_box: np.ndarray, title: str = "") -> Path:
+def save_panel(
+    path: str | Path,
+    image: np.ndarray,
+    attention: np.ndarray,
+    class_map: np.ndarray,
+    localization_map: np.ndarray,
+    gt_boxes: np.ndarray,
+    predicted_box: np.ndarray,
+    title: str = "",
+) -> Path:
     """One image's panel: the image, the attention map, the class map, and the
     localization map over the image with GT boxes (green) and the predicted box (red).
 
@@ -47,8 +54,12 @@ def save_panel(path: str | Path, image: np.ndarray, attention: np.ndarray,
     size = image.shape[:2]
     plt = _pyplot()
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    panels = [("image", None), ("attention", attention), ("class map", class_map),
-              ("localization", localization_map)]
+    panels = [
+        ("image", None),
+        ("attention", attention),
+        ("class map", class_map),
+        ("localization", localization_map),
+    ]
     for axis, (name, values) in zip(axes, panels):
         axis.set_axis_off()
         axis.set_title(name)
@@ -67,8 +78,9 @@ def save_panel(path: str | Path, image: np.ndarray, attention: np.ndarray,
     return _save(figure, path)
 
 
-def save_threshold_curves(path: str | Path, taus: np.ndarray,
-                          curves: Mapping[str, Mapping[int, np.ndarray]]) -> Path:
+def save_threshold_curves(
+    path: str | Path, taus: np.ndarray, curves: Mapping[str, Mapping[int, np.ndarray]]
+) -> Path:
     """Accuracy (%) against the CAM threshold, one line per IoU threshold, one plot per
     metric (e.g. :meth:`LocalizationEvaluator.curves`)."""
     if not curves:
@@ -79,8 +91,9 @@ def save_threshold_curves(path: str | Path, taus: np.ndarray,
         for iou, accuracy in per_iou.items():
             accuracy = np.asarray(accuracy)
             if accuracy.shape != np.shape(taus):
-                raise ValueError(f"curve {name!r} IoU {iou}: {accuracy.shape[0]} values for "
-                                 f"{len(taus)} CAM thresholds")
+                raise ValueError(
+                    f"curve {name!r} IoU {iou}: {accuracy.shape[0]} values for {len(taus)} CAM thresholds"
+                )
             best = int(np.argmax(accuracy))
             axis.plot(taus, accuracy, label=f"IoU {iou}: max {accuracy[best]:.1f} @ {taus[best]:.2f}")
             axis.plot(taus[best], accuracy[best], "o", color=axis.lines[-1].get_color())

@@ -1,9 +1,11 @@
 """A process pool that runs a function over chunks of work and sums integer counts."""
+
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,8 +31,9 @@ class CountPool:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
 
-    def sum_counts(self, function: Callable[..., np.ndarray], chunks: Sequence[tuple[Any, ...]],
-                   size: int) -> np.ndarray:
+    def sum_counts(
+        self, function: Callable[..., np.ndarray], chunks: Sequence[tuple[Any, ...]], size: int
+    ) -> np.ndarray:
         """``sum(function(*chunk) for chunk in chunks)`` (``size`` int64s when empty)."""
         total = np.zeros(size, np.int64)
         if self.workers == 0 or len(chunks) < 2:
@@ -41,8 +44,8 @@ class CountPool:
             # fork starts at once; after CUDA is initialised only spawn is safe
             method = "spawn" if torch.cuda.is_initialized() else "fork"
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context(method),
-                initializer=_single_threaded)
+                self.workers, mp_context=multiprocessing.get_context(method), initializer=_single_threaded
+            )
         for counts in self._executor.map(function, *zip(*chunks)):
             total += counts
         return total

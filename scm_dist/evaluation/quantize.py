@@ -4,6 +4,7 @@ Everything here is the literal protocol (EVAL_PROTOCOL.md, Choe et al. 2020): th
 quantised to ``uint8(255 * map)`` (truncation) and a CAM threshold ``tau`` keeps the
 pixels ``> int(tau * max(uint8 map))``.
 """
+
 from __future__ import annotations
 
 import numpy as np

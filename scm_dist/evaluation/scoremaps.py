@@ -1,4 +1,5 @@
 """From a model's low-resolution class map to the protocol's score map in the eval frame."""
+
 from __future__ import annotations
 
 import cv2
@@ -9,13 +10,13 @@ from .contours import largest_contour_box
 from .quantize import integer_thresholds, quantize
 
 
-def resize_map(class_map: np.ndarray, size: tuple[int, int],
-               out: np.ndarray | None = None) -> np.ndarray:
+def resize_map(class_map: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Bilinear resize (cv2.resize) of a float map [h, w] to ``size`` = (H, W), float32
     (into ``out`` when given: contiguous float32 [H, W])."""
     height, width = size
-    return cv2.resize(np.ascontiguousarray(class_map, np.float32), (width, height), dst=out,
-                      interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(
+        np.ascontiguousarray(class_map, np.float32), (width, height), dst=out, interpolation=cv2.INTER_LINEAR
+    )
 
 
 def scoremap(class_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -60,8 +61,9 @@ def quantized_scoremaps(class_maps: np.ndarray, size: tuple[int, int]) -> np.nda
     return _normalized_uint8(resized, resized.min(axis=(1, 2)), resized.max(axis=(1, 2)))
 
 
-def localization_box(class_map: np.ndarray, size: tuple[int, int],
-                     cam_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def localization_box(
+    class_map: np.ndarray, size: tuple[int, int], cam_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Score map and the protocol's largest-contour box at one CAM threshold."""
     scores = scoremap(class_map, size)
     quantized = quantize(scores)

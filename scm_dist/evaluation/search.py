@@ -1,7 +1,9 @@
 """Per-map protocol IoUs at every CAM threshold, by the exact fast box search."""
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -9,15 +11,15 @@ from .box_search.maps import maps_search
 from .box_search.scoring import best_box_iou
 from .contours import largest_contour_box
 
-_EXACT = np.zeros(0)   # no IoU thresholds: every IoU exact
-_ONE = np.zeros(1, np.int64)   # one map, of the first GT boxes
+_EXACT = np.zeros(0)  # no IoU thresholds: every IoU exact
+_ONE = np.zeros(1, np.int64)  # one map, of the first GT boxes
 
 
 class MapIoUs(NamedTuple):
     """Score maps' protocol results, one entry per map and CAM threshold."""
 
-    largest_boxes: np.ndarray   # [n, n_tau, 4] box of the largest contour
-    largest_iou: np.ndarray     # [n, n_tau] its best IoU with the GT boxes
+    largest_boxes: np.ndarray  # [n, n_tau, 4] box of the largest contour
+    largest_iou: np.ndarray  # [n, n_tau] its best IoU with the GT boxes
     all_iou: np.ndarray | None  # [n, n_tau] best IoU over every contour's box (multi-contour)
 
 
@@ -28,9 +30,14 @@ def correct_at(ious: np.ndarray, iou_thresholds: Sequence[int]) -> np.ndarray:
     return (ious[..., None, :] >= deltas).astype(np.int64)
 
 
-def maps_ious(images: np.ndarray, taus: np.ndarray, gt_boxes: Sequence[np.ndarray],
-              owner: np.ndarray, multi_contour: np.ndarray,
-              deltas: np.ndarray = _EXACT) -> MapIoUs:
+def maps_ious(
+    images: np.ndarray,
+    taus: np.ndarray,
+    gt_boxes: Sequence[np.ndarray],
+    owner: np.ndarray,
+    multi_contour: np.ndarray,
+    deltas: np.ndarray = _EXACT,
+) -> MapIoUs:
     """Protocol IoUs of uint8 maps [n, H, W] (:func:`quantize`); map i is matched with
     ``gt_boxes[owner[i]]`` [m, 4] and, where ``multi_contour[i]``, every contour counts
     (``all_iou`` is -1 elsewhere).
@@ -44,7 +51,8 @@ def maps_ious(images: np.ndarray, taus: np.ndarray, gt_boxes: Sequence[np.ndarra
     stops = np.cumsum([len(boxes) for boxes in gt])
     bounds = np.stack([stops - [len(boxes) for boxes in gt], stops], axis=1)[owner]
     levels, boxes, ties, largest, every = maps_search(
-        images, taus, np.concatenate(gt), bounds, np.asarray(multi_contour, np.bool_), deltas)
+        images, taus, np.concatenate(gt), bounds, np.asarray(multi_contour, np.bool_), deltas
+    )
     for i in np.flatnonzero(ties.any(axis=1)):
         for level in np.unique(levels[i][ties[i]]):
             at = levels[i] == level
@@ -53,32 +61,38 @@ def maps_ious(images: np.ndarray, taus: np.ndarray, gt_boxes: Sequence[np.ndarra
     return MapIoUs(boxes, largest, every)
 
 
-def maps_hits(images: np.ndarray, taus: np.ndarray, gt_boxes: Sequence[np.ndarray],
-              owner: np.ndarray, multi_contour: np.ndarray, iou_thresholds: Sequence[int]
-              ) -> tuple[np.ndarray, np.ndarray]:
+def maps_hits(
+    images: np.ndarray,
+    taus: np.ndarray,
+    gt_boxes: Sequence[np.ndarray],
+    owner: np.ndarray,
+    multi_contour: np.ndarray,
+    iou_thresholds: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`correct_at` [n, n_iou, n_tau] of :func:`maps_ious`' largest-contour and
     all-contour IoUs (no hits where not ``multi_contour``); hole boxes that cannot change
     a hit are skipped."""
-    found = maps_ious(images, taus, gt_boxes, owner, multi_contour,
-                      np.asarray(iou_thresholds) / 100)
-    return correct_at(found.largest_iou, iou_thresholds), correct_at(found.all_iou,
-                                                                     iou_thresholds)
+    found = maps_ious(images, taus, gt_boxes, owner, multi_contour, np.asarray(iou_thresholds) / 100)
+    return correct_at(found.largest_iou, iou_thresholds), correct_at(found.all_iou, iou_thresholds)
 
 
-def map_ious(quantized: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray,
-             multi_contour: bool) -> MapIoUs:
+def map_ious(quantized: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray, multi_contour: bool) -> MapIoUs:
     """:func:`maps_ious` of one map against its GT boxes [m, 4] (entries [n_tau, ...];
     ``all_iou`` None unless ``multi_contour``)."""
     found = maps_ious(quantized[None], taus, [gt_boxes], _ONE, np.array([multi_contour]))
-    return MapIoUs(found.largest_boxes[0], found.largest_iou[0],
-                   found.all_iou[0] if multi_contour else None)
+    return MapIoUs(found.largest_boxes[0], found.largest_iou[0], found.all_iou[0] if multi_contour else None)
 
 
-def map_hits(quantized: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray,
-             iou_thresholds: Sequence[int], multi_contour: bool
-             ) -> tuple[np.ndarray, np.ndarray | None]:
+def map_hits(
+    quantized: np.ndarray,
+    taus: np.ndarray,
+    gt_boxes: np.ndarray,
+    iou_thresholds: Sequence[int],
+    multi_contour: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`maps_hits` of one map ([n_iou, n_tau]; the second None unless
     ``multi_contour``)."""
-    largest, every = maps_hits(quantized[None], taus, [gt_boxes], _ONE,
-                               np.array([multi_contour]), iou_thresholds)
+    largest, every = maps_hits(
+        quantized[None], taus, [gt_boxes], _ONE, np.array([multi_contour]), iou_thresholds
+    )
     return largest[0], every[0] if multi_contour else None

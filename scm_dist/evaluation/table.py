@@ -1,4 +1,5 @@
 """A readable text table of LocalizationEvaluator results."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -8,6 +8,7 @@ Two implementations with the same outputs and gradients:
 * ``naive``: the full attention matrix is materialised (the way TS-CAM and the SCM
   release compute it); kept for tests and benchmarks.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -23,14 +24,15 @@ ATTENTION_IMPLS: tuple[str, ...] = ("fused", "naive")
 class ClassTokenAttention(nn.Module):
     """Multi-head self-attention (timm ViT parameter names: ``qkv``, ``proj``)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True,
-                 impl: AttentionImpl = "fused") -> None:
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, impl: AttentionImpl = "fused"
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed dim {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.impl = impl

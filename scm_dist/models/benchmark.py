@@ -16,6 +16,7 @@ CPU second of the process (steadier when other work shares the cores);
 ``attention_speedup`` = efficient / naive_attention (fused attention alone);
 ``memory_ratio`` = naive / efficient attention memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,7 @@ class SavedTensorMeter:
             self.activation_bytes += size
 
 
-PATHS = {"efficient": ("fused", "fast"), "naive": ("naive", "literal"),
-         "naive_attention": ("naive", "fast")}
+PATHS = {"efficient": ("fused", "fast"), "naive": ("naive", "literal"), "naive_attention": ("naive", "fast")}
 
 
 class _TrainStep:
@@ -96,8 +96,13 @@ class _TrainStep:
 
         torch.manual_seed(0)
         attn_impl, scm_impl = PATHS[path]
-        self.model = timm.create_model(args.model, num_classes=1000, img_size=args.img_size,
-                                       attn_impl=attn_impl, scm_impl=scm_impl).to(device).train()
+        self.model = (
+            timm.create_model(
+                args.model, num_classes=1000, img_size=args.img_size, attn_impl=attn_impl, scm_impl=scm_impl
+            )
+            .to(device)
+            .train()
+        )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
         self.labels = torch.randint(0, 1000, (args.batch,), device=device)
@@ -123,7 +128,7 @@ def _measure(args: argparse.Namespace, device: str, queue) -> None:
     peak: dict[str, float] = {path: 0.0 for path in PATHS}
     order = list(PATHS)
     for round_index in range(args.steps):
-        for path in order[round_index % len(order):] + order[:round_index % len(order)]:
+        for path in order[round_index % len(order) :] + order[: round_index % len(order)]:
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
                 resident = torch.cuda.memory_allocated()
@@ -136,9 +141,11 @@ def _measure(args: argparse.Namespace, device: str, queue) -> None:
     results = {}
     for path, step in steps.items():
         step_s, cpu_s = statistics.median(wall[path]), statistics.median(cpu[path])
-        result = {"images_per_s": round(args.batch / step_s, 2),
-                  "images_per_cpu_s": round(args.batch / cpu_s, 3),
-                  "step_s": round(step_s, 3)}
+        result = {
+            "images_per_s": round(args.batch / step_s, 2),
+            "images_per_cpu_s": round(args.batch / cpu_s, 3),
+            "step_s": round(step_s, 3),
+        }
         if device == "cuda":
             result["peak_step_memory_mb"] = round(peak[path] / 2**20, 1)
         meter = SavedTensorMeter(step.model)
@@ -169,25 +176,33 @@ def run(argv: list[str]) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per path")
     args, _ = parser.parse_known_args(argv)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    result: dict = {"benchmark": "model", "model": args.model, "batch": args.batch,
-                    "img_size": args.img_size, "timed_steps": args.steps,
-                    "torch_threads": torch.get_num_threads()}
+    result: dict = {
+        "benchmark": "model",
+        "model": args.model,
+        "batch": args.batch,
+        "img_size": args.img_size,
+        "timed_steps": args.steps,
+        "torch_threads": torch.get_num_threads(),
+    }
     for device in devices:
         runs = _run_paths(args, device)
         efficient, naive = runs["efficient"], runs["naive"]
-        summary = {**runs,
-                   "speedup": round(efficient["images_per_s"] / naive["images_per_s"], 3),
-                   "speedup_cpu_time": round(efficient["images_per_cpu_s"]
-                                             / naive["images_per_cpu_s"], 3),
-                   "attention_speedup": round(efficient["images_per_s"]
-                                              / runs["naive_attention"]["images_per_s"], 3),
-                   "memory_ratio": round(naive["attention_memory_mb"]
-                                         / efficient["attention_memory_mb"], 3),
-                   "activation_memory_ratio": round(naive["activation_memory_mb"]
-                                                    / efficient["activation_memory_mb"], 3)}
+        summary = {
+            **runs,
+            "speedup": round(efficient["images_per_s"] / naive["images_per_s"], 3),
+            "speedup_cpu_time": round(efficient["images_per_cpu_s"] / naive["images_per_cpu_s"], 3),
+            "attention_speedup": round(
+                efficient["images_per_s"] / runs["naive_attention"]["images_per_s"], 3
+            ),
+            "memory_ratio": round(naive["attention_memory_mb"] / efficient["attention_memory_mb"], 3),
+            "activation_memory_ratio": round(
+                naive["activation_memory_mb"] / efficient["activation_memory_mb"], 3
+            ),
+        }
         if device == "cuda":
-            summary["peak_memory_ratio"] = round(naive["peak_step_memory_mb"]
-                                                 / efficient["peak_step_memory_mb"], 3)
+            summary["peak_memory_ratio"] = round(
+                naive["peak_step_memory_mb"] / efficient["peak_step_memory_mb"], 3
+            )
         result[device] = summary
     return result
 

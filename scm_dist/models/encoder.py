@@ -1,4 +1,5 @@
 """DeiT encoder (ViT with a class token) that also accumulates the attention CAM."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,15 @@ from .attention import AttentionImpl, ClassTokenAttention
 class Block(nn.Module):
     """Pre-norm transformer block; returns its output and its class-token attention."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
-                 drop_path: float, impl: AttentionImpl) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop_path: float,
+        impl: AttentionImpl,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = ClassTokenAttention(dim, num_heads, qkv_bias=qkv_bias, impl=impl)
@@ -35,26 +43,39 @@ class DeiTEncoder(nn.Module):
     heads and summed over blocks.
     """
 
-    def __init__(self, img_size: int, patch_size: int, embed_dim: int, depth: int,
-                 num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path_rate: float = 0.0, attn_impl: AttentionImpl = "fused",
-                 in_chans: int = 3) -> None:
+    def __init__(
+        self,
+        img_size: int,
+        patch_size: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        attn_impl: AttentionImpl = "fused",
+        in_chans: int = 3,
+    ) -> None:
         super().__init__()
         if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not divisible by the patch size "
-                             f"{patch_size}; use a multiple of {patch_size}")
+            raise ValueError(
+                f"img_size {img_size} is not divisible by the patch size "
+                f"{patch_size}; use a multiple of {patch_size}"
+            )
         self.img_size = img_size
         self.patch_size = patch_size
         self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.embed_dim = embed_dim
-        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size,
-                                      in_chans=in_chans, embed_dim=embed_dim)
+        self.patch_embed = PatchEmbed(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim
+        )
         num_patches = self.grid_size[0] * self.grid_size[1]
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, rate, attn_impl) for rate in rates)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, rate, attn_impl) for rate in rates
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
 
@@ -78,13 +99,16 @@ class DeiTEncoder(nn.Module):
     def check_input(self, images: torch.Tensor) -> None:
         """Raise a clear error when ``images`` do not fit the model's input size."""
         if images.ndim != 4 or images.shape[1] != self.patch_embed.proj.in_channels:
-            raise ValueError(f"expected images [B, {self.patch_embed.proj.in_channels}, H, W], "
-                             f"got shape {tuple(images.shape)}")
+            raise ValueError(
+                f"expected images [B, {self.patch_embed.proj.in_channels}, H, W], "
+                f"got shape {tuple(images.shape)}"
+            )
         if tuple(images.shape[-2:]) != (self.img_size, self.img_size):
             raise ValueError(
                 f"input images are {images.shape[-2]}x{images.shape[-1]} but the model was "
                 f"built for {self.img_size}x{self.img_size}; resize the images or create the "
-                f"model with img_size={images.shape[-1]}")
+                f"model with img_size={images.shape[-1]}"
+            )
 
     def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(images)

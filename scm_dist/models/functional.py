@@ -1,4 +1,5 @@
 """Small tensor helpers shared by the models (and by evaluation)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Registration of ``deit_{tscam,scm}_{tiny,small,base}_patch16_224`` in timm."""
+
 from __future__ import annotations
 
 import difflib
@@ -17,16 +18,23 @@ SIZES = {
     "small": dict(embed_dim=384, depth=12, num_heads=6),
     "base": dict(embed_dim=768, depth=12, num_heads=12),
 }
-MODEL_NAMES = tuple(f"deit_{kind}_{size}_patch16_224"
-                    for kind in ("tscam", "scm") for size in SIZES)
+MODEL_NAMES = tuple(f"deit_{kind}_{size}_patch16_224" for kind in ("tscam", "scm") for size in SIZES)
 
 
 def _cfg() -> dict[str, Any]:
     # No url and no hub id: weights come only from a local file (pretrained_cfg_overlay).
     # classifier=None: head handling is done by checkpoint_filter_fn, not by timm.
-    return dict(num_classes=1000, input_size=(3, 224, 224), pool_size=None, crop_pct=1.0,
-                interpolation="bilinear", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-                first_conv="patch_embed.proj", classifier=None)
+    return dict(
+        num_classes=1000,
+        input_size=(3, 224, 224),
+        pool_size=None,
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+        first_conv="patch_embed.proj",
+        classifier=None,
+    )
 
 
 default_cfgs = generate_default_cfgs({name: _cfg() for name in MODEL_NAMES})
@@ -40,14 +48,21 @@ def _create(variant: str, use_scm: bool, size: str, pretrained: bool, **kwargs) 
             raise ValueError(
                 f"{variant}: pretrained=True needs a local file, e.g. "
                 "pretrained_cfg_overlay=dict(file='deit_small_patch16_224.pth'); "
-                "nothing is ever downloaded")
+                "nothing is ever downloaded"
+            )
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{variant}: checkpoint file not found: {path}")
     # architecture kwargs (depth=..., embed_dim=...) may override the size, the timm way
     model_args = {**SIZES[size], **kwargs}
-    return build_model_with_cfg(DeiTWSOL, variant, pretrained,
-                                pretrained_filter_fn=checkpoint_filter_fn,
-                                use_scm=use_scm, patch_size=16, **model_args)
+    return build_model_with_cfg(
+        DeiTWSOL,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        use_scm=use_scm,
+        patch_size=16,
+        **model_args,
+    )
 
 
 def _register(kind: str, size: str) -> None:
@@ -59,8 +74,10 @@ def _register(kind: str, size: str) -> None:
     entrypoint.__name__ = name
     entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
-    entrypoint.__doc__ = (f"DeiT-{size[0].upper()} {'SCM' if kind == 'scm' else 'TS-CAM'} "
-                          "(patch 16; any img_size divisible by 16).")
+    entrypoint.__doc__ = (
+        f"DeiT-{size[0].upper()} {'SCM' if kind == 'scm' else 'TS-CAM'} "
+        "(patch 16; any img_size divisible by 16)."
+    )
     globals()[name] = register_model(entrypoint)
 
 

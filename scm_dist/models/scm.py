@@ -13,6 +13,7 @@ Two implementations with the same outputs and gradients (up to rounding):
 * ``literal``: every step of the spec as written (full Sim, the X_k iteration); kept for
   tests and benchmarks.
 """
+
 from __future__ import annotations
 
 import functools
@@ -73,7 +74,7 @@ def grid_cosine_similarity(class_maps: torch.Tensor) -> tuple[torch.Tensor, torc
 
     Returns (edge similarities [B, E] in :func:`grid_edges` order, Sim_ii [B, N]).
     """
-    norms = class_maps.norm(dim=1).clamp_min(1e-12)                      # [B, H, W]
+    norms = class_maps.norm(dim=1).clamp_min(1e-12)  # [B, H, W]
     right = (class_maps[..., :, :-1] * class_maps[..., :, 1:]).sum(dim=1)
     down = (class_maps[..., :-1, :] * class_maps[..., 1:, :]).sum(dim=1)
     right = right / (norms[..., :, :-1] * norms[..., :, 1:])
@@ -83,8 +84,9 @@ def grid_cosine_similarity(class_maps: torch.Tensor) -> tuple[torch.Tensor, torc
     return edges, diagonal.flatten(1)
 
 
-def newton_schulz_inverse(matrix: torch.Tensor, iterations: int,
-                          initial: torch.Tensor | None = None) -> torch.Tensor:
+def newton_schulz_inverse(
+    matrix: torch.Tensor, iterations: int, initial: torch.Tensor | None = None
+) -> torch.Tensor:
     """Approximate ``matrix``^-1 by ``iterations`` Newton-Schulz steps.
 
     X_0 = 0.002 * M^T (detached from autograd) unless ``initial`` is given;
@@ -99,9 +101,9 @@ def newton_schulz_inverse(matrix: torch.Tensor, iterations: int,
     return inverse
 
 
-def newton_schulz_apply_transpose(matrix: torch.Tensor, vectors: torch.Tensor,
-                                  iterations: int, initial: torch.Tensor | None = None
-                                  ) -> torch.Tensor:
+def newton_schulz_apply_transpose(
+    matrix: torch.Tensor, vectors: torch.Tensor, iterations: int, initial: torch.Tensor | None = None
+) -> torch.Tensor:
     """X_T^T v for the Newton-Schulz iterate X_T of :func:`newton_schulz_inverse`,
     matrix [B, N, N], v [B, N], computed as v^T X_T without forming X_T: one N x N
     product per step.
@@ -112,8 +114,8 @@ def newton_schulz_apply_transpose(matrix: torch.Tensor, vectors: torch.Tensor,
     """
     if initial is None:
         initial = NEWTON_SCHULZ_ALPHA * matrix.detach().transpose(-2, -1)
-    product = matrix @ initial                 # Y_0
-    row = vectors.unsqueeze(-2) @ initial      # v^T X_0, [B, 1, N]
+    product = matrix @ initial  # Y_0
+    row = vectors.unsqueeze(-2) @ initial  # v^T X_0, [B, 1, N]
     for step in range(iterations):
         row = torch.baddbmm(row, row, product, beta=2, alpha=-1)
         if step + 1 < iterations:
@@ -124,8 +126,7 @@ def newton_schulz_apply_transpose(matrix: torch.Tensor, vectors: torch.Tensor,
 class SCMLayer(nn.Module):
     """One calibration layer with learnable lambda (``lam``) and t (``t``)."""
 
-    def __init__(self, iterations: int, lam: float = 1.0, t: float = 0.5,
-                 impl: SCMImpl = "fast") -> None:
+    def __init__(self, iterations: int, lam: float = 1.0, t: float = 0.5, impl: SCMImpl = "fast") -> None:
         super().__init__()
         if impl not in SCM_IMPLS:
             raise ValueError(f"SCM impl must be one of {SCM_IMPLS}, got {impl!r}")
@@ -134,8 +135,7 @@ class SCMLayer(nn.Module):
         self.lam = nn.Parameter(torch.full((1,), float(lam)))
         self.t = nn.Parameter(torch.full((1,), float(t)))
 
-    def calibration_matrix(self, class_maps: torch.Tensor, laplacian: torch.Tensor
-                           ) -> torch.Tensor:
+    def calibration_matrix(self, class_maps: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
         """M = L * (lambda Sim - 1), [B, N, N]."""
         if self.impl == "literal":
             return laplacian * (self.lam * cosine_similarity_matrix(class_maps.flatten(2)) - 1)
@@ -144,14 +144,18 @@ class SCMLayer(nn.Module):
         edges, diagonal = grid_cosine_similarity(class_maps)
         # L_ii is the degree; off the diagonal L_ij = -1 on the edges and 0 elsewhere
         neighbours = 1 - self.lam * edges
-        values = torch.cat([laplacian.diagonal() * (self.lam * diagonal - 1), neighbours,
-                            neighbours], dim=1)
+        values = torch.cat([laplacian.diagonal() * (self.lam * diagonal - 1), neighbours, neighbours], dim=1)
         matrix = values.new_zeros(values.shape[0], n * n)
         positions = calibration_positions(height, width, values.device)
         return matrix.index_copy(1, positions, values).view(-1, n, n)
 
-    def propagate(self, class_maps: torch.Tensor, cam: torch.Tensor, laplacian: torch.Tensor,
-                  initial: torch.Tensor | None = None) -> torch.Tensor:
+    def propagate(
+        self,
+        class_maps: torch.Tensor,
+        cam: torch.Tensor,
+        laplacian: torch.Tensor,
+        initial: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """c' before its normalisation: X_T^T c, [B, N]."""
         matrix = self.calibration_matrix(class_maps, laplacian)
         if self.impl == "literal":
@@ -159,29 +163,38 @@ class SCMLayer(nn.Module):
             return (propagation @ cam.unsqueeze(-1)).squeeze(-1)
         return newton_schulz_apply_transpose(matrix, cam, self.iterations, initial)
 
-    def forward(self, class_maps: torch.Tensor, cam: torch.Tensor, laplacian: torch.Tensor,
-                initial: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        class_maps: torch.Tensor,
+        cam: torch.Tensor,
+        laplacian: torch.Tensor,
+        initial: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         update = self.propagate(class_maps, cam, laplacian, initial)
         peak = cam.amax(dim=1, keepdim=True)
         # an all-zero cam (constant attention) gives update 0; avoid 0/0
         update = update / (self.t * torch.where(peak > 0, peak, torch.ones_like(peak)))
         update = minmax(update - torch.tanh(update), dim=1)
-        class_maps = class_maps + class_maps * update.reshape(class_maps.shape[0], 1,
-                                                              *class_maps.shape[2:])
+        class_maps = class_maps + class_maps * update.reshape(class_maps.shape[0], 1, *class_maps.shape[2:])
         return class_maps, cam + update
 
 
 class SpatialCalibration(nn.Module):
     """Four SCM layers in sequence (16 Newton-Schulz iterations first, then 4)."""
 
-    def __init__(self, grid_size: tuple[int, int], num_layers: int = 4,
-                 first_iterations: int = 16, later_iterations: int = 4,
-                 impl: SCMImpl = "fast") -> None:
+    def __init__(
+        self,
+        grid_size: tuple[int, int],
+        num_layers: int = 4,
+        first_iterations: int = 16,
+        later_iterations: int = 4,
+        impl: SCMImpl = "fast",
+    ) -> None:
         super().__init__()
         self.grid_size = grid_size
         self.layers = nn.ModuleList(
-            SCMLayer(first_iterations if i == 0 else later_iterations, impl=impl)
-            for i in range(num_layers))
+            SCMLayer(first_iterations if i == 0 else later_iterations, impl=impl) for i in range(num_layers)
+        )
         self.register_buffer("laplacian", grid_laplacian(*grid_size), persistent=False)
 
     def forward(self, class_maps: torch.Tensor, attention_cam: torch.Tensor) -> torch.Tensor:

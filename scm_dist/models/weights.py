@@ -13,6 +13,7 @@ cannot provide (a dropped head, SCM scalars when loading an encoder) keep the mo
 own initial values and are logged. Anything else missing, unexpected or of the wrong
 shape is an error that names the file and the keys.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,9 @@ def _describe(keys: set[str], limit: int = 12) -> str:
     return shown + (f" ... (+{len(ordered) - limit} more)" if len(ordered) > limit else "")
 
 
-def convert_checkpoint(state_dict: dict[str, torch.Tensor], model: nn.Module,
-                       source: str = "checkpoint") -> dict[str, torch.Tensor]:
+def convert_checkpoint(
+    state_dict: dict[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
     """Map a DeiT, release or own state dict onto ``model``'s keys (see module doc)."""
     state_dict = _rename_release_keys(state_dict)
     target = model.state_dict()
@@ -65,14 +67,13 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], model: nn.Module,
         old = tuple(state_dict["pos_embed"].shape)
         grid = model.grid_size
         state_dict["pos_embed"] = resample_abs_pos_embed(
-            state_dict["pos_embed"], new_size=list(grid), num_prefix_tokens=1)
-        _logger.info("%s: resampled pos_embed %s -> %s", source, old,
-                     tuple(state_dict["pos_embed"].shape))
+            state_dict["pos_embed"], new_size=list(grid), num_prefix_tokens=1
+        )
+        _logger.info("%s: resampled pos_embed %s -> %s", source, old, tuple(state_dict["pos_embed"].shape))
 
     dropped_scm = {k for k in state_dict if k.startswith("scm.") and k not in target}
     if dropped_scm:
-        _logger.info("%s: model has no SCM; ignoring %d SCM parameters", source,
-                     len(dropped_scm))
+        _logger.info("%s: model has no SCM; ignoring %d SCM parameters", source, len(dropped_scm))
         state_dict = {k: v for k, v in state_dict.items() if k not in dropped_scm}
 
     unexpected = set(state_dict) - set(target)
@@ -82,9 +83,11 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], model: nn.Module,
             state_dict[key] = target[key]
             kept_init.append(key)
     missing -= set(kept_init)
-    wrong_shape = {f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(target[k].shape)}"
-                   for k in set(state_dict) & set(target)
-                   if state_dict[k].shape != target[k].shape}
+    wrong_shape = {
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in set(state_dict) & set(target)
+        if state_dict[k].shape != target[k].shape
+    }
     problems = []
     if missing:
         problems.append(f"missing keys: {_describe(missing)}")
@@ -97,14 +100,14 @@ def convert_checkpoint(state_dict: dict[str, torch.Tensor], model: nn.Module,
             f"{source} does not match {type(model).__name__} "
             f"(num_classes={getattr(model, 'num_classes', '?')}, grid={model.grid_size}): "
             + "; ".join(problems)
-            + ". Check the model name, num_classes and img_size against the checkpoint.")
+            + ". Check the model name, num_classes and img_size against the checkpoint."
+        )
     if kept_init:
         _logger.info("%s: kept the initial values of %s", source, _describe(set(kept_init)))
     return state_dict
 
 
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module
-                         ) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: :func:`convert_checkpoint` naming the file."""
     source = getattr(model, "pretrained_cfg", {}).get("file") or "checkpoint"
     return convert_checkpoint(state_dict, model, source=str(source))

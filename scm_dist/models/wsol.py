@@ -1,4 +1,5 @@
 """The TS-CAM / SCM model: DeiT encoder, 3x3 conv class-map head, optional SCM."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -15,9 +16,9 @@ from .scm import SCMImpl, SpatialCalibration
 class WSOLOutput(NamedTuple):
     """Eval-mode output of every model of the family."""
 
-    logits: torch.Tensor      # [B, K] = GAP of the class maps
-    cams: torch.Tensor        # [B, K, h, w] localization maps = attention * class maps
-    attention: torch.Tensor   # [B, h, w] min-max normalised attention CAM
+    logits: torch.Tensor  # [B, K] = GAP of the class maps
+    cams: torch.Tensor  # [B, K, h, w] localization maps = attention * class maps
+    attention: torch.Tensor  # [B, h, w] min-max normalised attention CAM
     class_maps: torch.Tensor  # [B, K, h, w] head output S
 
 
@@ -34,17 +35,39 @@ class DeiTWSOL(DeiTEncoder):
     runs SCM and returns a :class:`WSOLOutput`.
     """
 
-    def __init__(self, num_classes: int = 1000, img_size: int = 224, patch_size: int = 16,
-                 embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 use_scm: bool = False, attn_impl: AttentionImpl = "fused",
-                 scm_impl: SCMImpl = "fast", in_chans: int = 3, **unused) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        img_size: int = 224,
+        patch_size: int = 16,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        use_scm: bool = False,
+        attn_impl: AttentionImpl = "fused",
+        scm_impl: SCMImpl = "fast",
+        in_chans: int = 3,
+        **unused,
+    ) -> None:
         if unused:
             raise TypeError(f"unknown model arguments: {sorted(unused)}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        super().__init__(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio,
-                         qkv_bias, drop_path_rate, attn_impl, in_chans)
+        super().__init__(
+            img_size,
+            patch_size,
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio,
+            qkv_bias,
+            drop_path_rate,
+            attn_impl,
+            in_chans,
+        )
         self.num_classes = num_classes
         self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
         self.scm = SpatialCalibration(self.grid_size, impl=scm_impl) if use_scm else None
@@ -63,7 +86,9 @@ class DeiTWSOL(DeiTEncoder):
                 class_maps = self.scm(class_maps, attention_cam)
             return class_maps.mean(dim=(2, 3))
         attention = minmax(attention_cam, dim=1).reshape(-1, 1, *self.grid_size)
-        return WSOLOutput(logits=class_maps.mean(dim=(2, 3)),
-                          cams=attention.to(class_maps.dtype) * class_maps,
-                          attention=attention.squeeze(1),
-                          class_maps=class_maps)
+        return WSOLOutput(
+            logits=class_maps.mean(dim=(2, 3)),
+            cams=attention.to(class_maps.dtype) * class_maps,
+            attention=attention.squeeze(1),
+            class_maps=class_maps,
+        )

@@ -1,4 +1,5 @@
 """The command lines turn the user's mistakes into one clear line and a non-zero exit."""
+
 from pathlib import Path
 
 import pytest
@@ -20,16 +21,20 @@ def _exit_message(call) -> str:
 def test_scm_train_errors(tmp_path):
     message = _exit_message(lambda: train_main(["--config", CONFIG, "optim.lrr=1"]))
     assert "unknown config key 'optim.lrr'" in message and "optim.lr" in message
-    message = _exit_message(lambda: train_main(
-        ["--config", CONFIG, f"data.train_dir={tmp_path}/missing",
-         f"train.output_dir={tmp_path}/out"]))
+    message = _exit_message(
+        lambda: train_main(
+            ["--config", CONFIG, f"data.train_dir={tmp_path}/missing", f"train.output_dir={tmp_path}/out"]
+        )
+    )
     assert message.startswith("scm-train: error:") and "missing does not exist" in message
 
 
 def test_scm_eval_and_export_name_the_missing_file(tmp_path):
-    message = _exit_message(lambda: eval_main(["--config", CONFIG, "--checkpoint",
-                                               str(tmp_path / "gone.pt")]))
+    message = _exit_message(
+        lambda: eval_main(["--config", CONFIG, "--checkpoint", str(tmp_path / "gone.pt")])
+    )
     assert "scm-eval: error: checkpoint not found" in message and "gone.pt" in message
-    message = _exit_message(lambda: export_main(["--checkpoint", str(tmp_path / "gone.pt"),
-                                                 "--out", str(tmp_path / "x.pt")]))
+    message = _exit_message(
+        lambda: export_main(["--checkpoint", str(tmp_path / "gone.pt"), "--out", str(tmp_path / "x.pt")])
+    )
     assert "scm-export: error: checkpoint not found" in message

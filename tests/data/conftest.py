@@ -1,8 +1,8 @@
 """Real shard splits shared by the loader tests (written once per session)."""
+
 from pathlib import Path
 
 import pytest
-
 from loader_fixtures import convert_split
 
 

@@ -6,6 +6,7 @@ gathers what every rank saw; rank 0 writes it as JSON.
 
 WebDataset with 2 workers per rank, then FFCV (quasi-random order).
 """
+
 import json
 import sys
 from pathlib import Path
@@ -14,17 +15,25 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loader_fixtures import small_config  # noqa: E402
+
 from scm_dist.data import build_eval_loader, build_train_loader  # noqa: E402
 
 
 def _read(eval_dir: str, train_dir: str, fmt: str, rank: int, world: int) -> dict:
     workers = 2 if fmt == "webdataset" else 1
-    eval_keys = [key for batch in build_eval_loader(small_config(eval_dir, fmt, workers=workers),
-                                                    rank=rank, world_size=world)
-                 for key in batch.keys]
-    train = build_train_loader(small_config(train_dir, fmt, workers=workers,
-                                            ffcv_order="quasi_random"),
-                               rank=rank, world_size=world, seed=7)
+    eval_keys = [
+        key
+        for batch in build_eval_loader(
+            small_config(eval_dir, fmt, workers=workers), rank=rank, world_size=world
+        )
+        for key in batch.keys
+    ]
+    train = build_train_loader(
+        small_config(train_dir, fmt, workers=workers, ffcv_order="quasi_random"),
+        rank=rank,
+        world_size=world,
+        seed=7,
+    )
     epochs = []
     for epoch in range(2):
         train.set_epoch(epoch)

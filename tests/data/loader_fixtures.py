@@ -2,6 +2,7 @@
 red rectangle, the sample's box (so tests can see where the object went). Splits are
 converted by data_shards itself; only damaged shards are written here directly, with
 webdataset's TarWriter following data_shards.schema."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +13,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_shards.schema import (
+    FORMAT_WEBDATASET,
+    MANIFEST_NAME,
+    MAX_BOXES,
+    SCHEMA_VERSION,
+    WDS_IMAGE_KEY,
+    WDS_INFO_KEY,
+    WDS_LABEL_KEY,
+    Manifest,
+    SampleInfo,
+    ShardEntry,
+    wds_shard_name,
+)
 from scm_dist.config import DataConfig
-from data_shards.schema import (FORMAT_WEBDATASET, MANIFEST_NAME, MAX_BOXES, SCHEMA_VERSION,
-                                WDS_IMAGE_KEY, WDS_INFO_KEY, WDS_LABEL_KEY, Manifest, SampleInfo,
-                                ShardEntry, wds_shard_name)
 
 SIZES = ((64, 48), (80, 60), (50, 70), (96, 96))  # (width, height)
 RED = (255, 0, 0)
@@ -32,7 +43,7 @@ def object_image(width: int, height: int, box: tuple[int, int, int, int], seed: 
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
     x0, y0, x1, y1 = box
-    image[y0:y1 + 1, x0:x1 + 1] = RED
+    image[y0 : y1 + 1, x0 : x1 + 1] = RED
     return image
 
 
@@ -46,9 +57,18 @@ def make_samples(count: int, num_classes: int = 3, split: str = "val") -> list[S
         y1 = int(rng.integers(y0 + 8, height))
         label = i % num_classes
         key = f"{split}_{i:05d}"
-        info = SampleInfo(key=key, sample_id=i, label=label, class_name=f"class{label}",
-                          width=width, height=height, boxes=((x0, y0, x1, y1),),
-                          image_width=width, image_height=height, source=f"class{label}/{key}.png")
+        info = SampleInfo(
+            key=key,
+            sample_id=i,
+            label=label,
+            class_name=f"class{label}",
+            width=width,
+            height=height,
+            boxes=((x0, y0, x1, y1),),
+            image_width=width,
+            image_height=height,
+            source=f"class{label}/{key}.png",
+        )
         samples.append(Sample(info, object_image(width, height, (x0, y0, x1, y1), i)))
     return samples
 
@@ -64,47 +84,77 @@ def _entry(path: Path, fmt: str, samples: int) -> ShardEntry:
     return ShardEntry(path.name, fmt, samples, len(data), hashlib.sha256(data).hexdigest())
 
 
-def write_webdataset(directory: Path, samples: list[Sample], shard_size: int, split: str,
-                     corrupt: frozenset[int] = frozenset()) -> list[ShardEntry]:
+def write_webdataset(
+    directory: Path, samples: list[Sample], shard_size: int, split: str, corrupt: frozenset[int] = frozenset()
+) -> list[ShardEntry]:
     """Tar shards of ``shard_size`` samples (lossless PNG bytes in the ``.jpg`` member so
     pixel tests are exact; sample ids in ``corrupt`` get undecodable image bytes)."""
     import webdataset as wds
 
     entries = []
     for index, first in enumerate(range(0, len(samples), shard_size)):
-        chunk = samples[first:first + shard_size]
+        chunk = samples[first : first + shard_size]
         path = directory / wds_shard_name(split, index)
         with wds.TarWriter(str(path)) as sink:
             for s in chunk:
                 image = b"not an image" if s.info.sample_id in corrupt else _png(s.image)
-                sink.write({"__key__": s.info.key, WDS_IMAGE_KEY: image,
-                            WDS_LABEL_KEY: str(s.info.label).encode(),
-                            WDS_INFO_KEY: s.info.to_json()})
+                sink.write(
+                    {
+                        "__key__": s.info.key,
+                        WDS_IMAGE_KEY: image,
+                        WDS_LABEL_KEY: str(s.info.label).encode(),
+                        WDS_INFO_KEY: s.info.to_json(),
+                    }
+                )
         entries.append(_entry(path, FORMAT_WEBDATASET, len(chunk)))
     return entries
 
 
-def write_split(directory: Path, count: int, shard_size: int = 7, split: str = "val",
-                num_classes: int = 3, corrupt: frozenset[int] = frozenset()) -> list[Sample]:
+def write_split(
+    directory: Path,
+    count: int,
+    shard_size: int = 7,
+    split: str = "val",
+    num_classes: int = 3,
+    corrupt: frozenset[int] = frozenset(),
+) -> list[Sample]:
     """A WebDataset-only split written directly (damaged samples cannot come out of
     data_shards, which skips them); returns the samples written."""
     directory.mkdir(parents=True, exist_ok=True)
     samples = make_samples(count, num_classes, split)
     entries = write_webdataset(directory, samples, shard_size, split, corrupt)
     manifest = Manifest(
-        schema_version=SCHEMA_VERSION, source="synthetic", split=split,
-        formats=(FORMAT_WEBDATASET,), classes=tuple(f"class{c}" for c in range(num_classes)),
-        max_boxes=MAX_BOXES, shards=tuple(entries), total_samples=count, total_boxes=count,
-        images_in=count, boxes_clipped=0, skipped=())
+        schema_version=SCHEMA_VERSION,
+        source="synthetic",
+        split=split,
+        formats=(FORMAT_WEBDATASET,),
+        classes=tuple(f"class{c}" for c in range(num_classes)),
+        max_boxes=MAX_BOXES,
+        shards=tuple(entries),
+        total_samples=count,
+        total_boxes=count,
+        images_in=count,
+        boxes_clipped=0,
+        skipped=(),
+    )
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict()))
     return samples
 
 
 def small_config(directory: Path, fmt: str, **overrides) -> DataConfig:
     """Small images and batches for fast tests."""
-    values = dict(train_dir=str(directory), val_dir=str(directory), format=fmt, resize_size=64,
-                  crop_size=48, eval_size=56, batch_size=4, eval_batch_size=5, workers=2,
-                  shuffle_buffer=8)
+    values = dict(
+        train_dir=str(directory),
+        val_dir=str(directory),
+        format=fmt,
+        resize_size=64,
+        crop_size=48,
+        eval_size=56,
+        batch_size=4,
+        eval_batch_size=5,
+        workers=2,
+        shuffle_buffer=8,
+    )
     values.update(overrides)
     return DataConfig(**values)
 
@@ -117,7 +167,9 @@ def write_folder(directory: Path, samples: list[Sample]) -> None:
         cv2.imwrite(str(path), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
 
 
-def convert_split(out: Path, count: int, shard_size_mb: float, split: str = "val") -> tuple[Path, list[Sample]]:
+def convert_split(
+    out: Path, count: int, shard_size_mb: float, split: str = "val"
+) -> tuple[Path, list[Sample]]:
     """The samples as an image folder (lossless-ish JPEG q100 4:4:4) with a boxes CSV,
     converted to both formats by data_shards itself. Returns the split directory and the
     samples indexed by their ``sample_id``, their info as the shards' json states it."""
@@ -128,8 +180,12 @@ def convert_split(out: Path, count: int, shard_size_mb: float, split: str = "val
     from data_shards.sources.folder import list_folder
 
     source = out / "source"
-    params = [cv2.IMWRITE_JPEG_QUALITY, 100, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-              cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        100,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+    ]
     by_source = {}
     rows = ["path,x0,y0,x1,y1"]
     for s in make_samples(count, split=split):
@@ -145,14 +201,20 @@ def convert_split(out: Path, count: int, shard_size_mb: float, split: str = "val
     infos = []
     for tar in sorted(directory.glob("*.tar")):
         with tarfile.open(tar) as f:
-            infos += [decode_sample_json(f.extractfile(m).read()) for m in f.getmembers()
-                      if m.name.endswith(".json")]
+            infos += [
+                decode_sample_json(f.extractfile(m).read())
+                for m in f.getmembers()
+                if m.name.endswith(".json")
+            ]
     samples = []
     for info in sorted(infos, key=lambda i: i.sample_id):
         mine = by_source[info.source]
         assert (info.label, info.boxes, info.width, info.height) == (
-            mine.info.label, tuple(tuple(float(v) for v in b) for b in mine.info.boxes),
-            mine.info.width, mine.info.height)
+            mine.info.label,
+            tuple(tuple(float(v) for v in b) for b in mine.info.boxes),
+            mine.info.width,
+            mine.info.height,
+        )
         samples.append(Sample(info, mine.image))
     assert [s.info.sample_id for s in samples] == list(range(count))
     return directory, samples

@@ -1,5 +1,6 @@
 """Real multi-process runs: three ranks in a gloo group, started the way launchers do
 (RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT)."""
+
 import json
 import os
 import socket
@@ -24,11 +25,23 @@ def _run_ranks(eval_dir, train_dir, tmp_path) -> list[dict]:
     port = _free_port()
     procs = []
     for rank in range(WORLD):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(WORLD),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKER), str(eval_dir), str(train_dir), str(out)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": str(WORLD),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER), str(eval_dir), str(train_dir), str(out)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = [p.communicate(timeout=240)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
     return json.loads(out.read_text())
@@ -46,8 +59,11 @@ def test_three_ranks_eval_exactly_once_and_train_disjoint(ranks, split10, fmt):
     mine = [r[fmt] for r in ranks]
     # eval: 10 samples on 3 ranks (2 workers each for WebDataset), every key exactly once
     keys = [k for r in mine for k in r["eval_keys"]]
-    expected = ([s.info.key for s in eval_samples] if fmt == "webdataset"
-                else [str(s.info.sample_id) for s in eval_samples])
+    expected = (
+        [s.info.key for s in eval_samples]
+        if fmt == "webdataset"
+        else [str(s.info.sample_id) for s in eval_samples]
+    )
     assert sorted(keys) == sorted(expected)
     assert [len(r["eval_keys"]) for r in mine] == [3, 3, 4]
     # train: the same number of steps everywhere, ranks disjoint within an epoch

@@ -1,12 +1,13 @@
 """FFCV loaders on a real .beton: exact-once eval with boxes, rank-aware orders, resume."""
+
 import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
-
 from loader_fixtures import small_config
+
 from scm_dist.data import ShardError, build_eval_loader, build_train_loader
 from scm_dist.data.ffcv_loader import quasi_random_order
 from scm_dist.data.transforms import eval_transform, rescale_boxes
@@ -36,14 +37,15 @@ def test_eval_covers_every_sample_once_with_boxes_in_the_eval_frame(split40):
     ids = []
     for batch in loader:
         assert batch.images.shape == (len(batch), 3, 56, 56)
-        for image, label, boxes, sid in zip(batch.images, batch.labels, batch.boxes,
-                                            batch.sample_ids.tolist()):
+        for image, label, boxes, sid in zip(
+            batch.images, batch.labels, batch.boxes, batch.sample_ids.tolist()
+        ):
             info = samples[sid].info
             assert int(label) == info.label
             np.testing.assert_allclose(
-                boxes.numpy(), rescale_boxes(np.array(info.boxes), info.width, info.height, 56),
-                rtol=1e-6)
-            red = ((image * std + mean) * 255)
+                boxes.numpy(), rescale_boxes(np.array(info.boxes), info.width, info.height, 56), rtol=1e-6
+            )
+            red = (image * std + mean) * 255
             # the same picture the WebDataset path makes (bilinear resize of the source)
             reference = eval_transform(samples[sid].image, 56).float()
             assert (red - reference).abs().mean() < 2.0
@@ -78,7 +80,7 @@ def test_quasi_random_order_is_a_page_local_permutation():
     assert sorted(order.tolist()) == list(range(60))
     # every run of 15 samples comes from exactly one window of 3 pages
     for start in range(0, 60, 15):
-        assert len(set(pages[order[start:start + 15]])) == 3
+        assert len(set(pages[order[start : start + 15]])) == 3
     again = quasi_random_order(pages, 3, np.random.default_rng(0))
     other = quasi_random_order(pages, 3, np.random.default_rng(1))
     assert np.array_equal(order, again) and not np.array_equal(order, other)

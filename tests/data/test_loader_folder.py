@@ -1,8 +1,9 @@
 """The image-folder baseline: release transforms, disjoint ranks, resumable order."""
+
 import pytest
 import torch
-
 from loader_fixtures import make_samples, small_config, write_folder
+
 from scm_dist.data import build_eval_loader, build_train_loader
 
 

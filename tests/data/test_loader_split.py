@@ -1,10 +1,10 @@
 """Range splitting over ranks and workers, checked against naive enumeration."""
+
 import itertools
 
 import pytest
 
-from scm_dist.data.split import (balanced_range, batches_done, logical_worker, segments,
-                                 worker_batches)
+from scm_dist.data.split import balanced_range, batches_done, logical_worker, segments, worker_batches
 
 
 def _positions(order, counts, segs):
@@ -12,8 +12,9 @@ def _positions(order, counts, segs):
     return [(s.shard, i) for s in segs for i in range(s.first, s.stop)]
 
 
-@pytest.mark.parametrize("total,ranks,workers", [(10, 3, 2), (7, 4, 3), (3, 5, 2), (0, 2, 2),
-                                                 (100, 8, 4), (41, 3, 1)])
+@pytest.mark.parametrize(
+    "total,ranks,workers", [(10, 3, 2), (7, 4, 3), (3, 5, 2), (0, 2, 2), (100, 8, 4), (41, 3, 1)]
+)
 def test_ranks_and_workers_cover_every_sample_once(total, ranks, workers):
     counts = [total // 3, total // 3, total - 2 * (total // 3)]
     seen = []
@@ -51,8 +52,10 @@ def test_round_robin_bookkeeping_matches_a_simulated_dataloader(steps, workers):
         assert done == [sequence[:consumed].count(w) for w in range(workers)]
         # after a resume, physical worker p plays logical_worker(p): the rest of the
         # sequence must come out of a fresh round robin over the remaining quotas
-        remaining = [quotas[logical_worker(p, consumed, workers)]
-                     - done[logical_worker(p, consumed, workers)] for p in range(workers)]
+        remaining = [
+            quotas[logical_worker(p, consumed, workers)] - done[logical_worker(p, consumed, workers)]
+            for p in range(workers)
+        ]
         resumed = []
         while any(remaining):
             for p in range(workers):

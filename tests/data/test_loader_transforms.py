@@ -1,13 +1,20 @@
 """Transforms keep the object where the boxes say, against naive re-implementations."""
+
 import numpy as np
 import pytest
 import torch
+from loader_fixtures import object_image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from scm_dist.data.ffcv_loader import normalized_window
-from scm_dist.data.transforms import (CropParams, eval_transform, normalize_batch, rescale_boxes,
-                                      sample_crop, train_transform)
-from loader_fixtures import object_image
+from scm_dist.data.transforms import (
+    CropParams,
+    eval_transform,
+    normalize_batch,
+    rescale_boxes,
+    sample_crop,
+    train_transform,
+)
 
 
 def _red_extent(chw: torch.Tensor) -> tuple[int, int, int, int]:
@@ -17,16 +24,16 @@ def _red_extent(chw: torch.Tensor) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-@pytest.mark.parametrize("width,height,box", [(120, 80, (30, 20, 89, 59)),
-                                              (64, 100, (0, 50, 40, 99))])
+@pytest.mark.parametrize("width,height,box", [(120, 80, (30, 20, 89, 59)), (64, 100, (0, 50, 40, 99))])
 def test_eval_resize_moves_boxes_with_the_object(width, height, box):
     size = 56
     image = object_image(width, height, box, seed=1)
     out = eval_transform(image, size)
     assert out.shape == (3, size, size) and out.dtype == torch.uint8
     # a box given by its pixel corners covers [x0, x1 + 1) in continuous coordinates
-    x0, y0, x1, y1 = rescale_boxes(np.array([[box[0], box[1], box[2] + 1, box[3] + 1]]),
-                                   width, height, size)[0]
+    x0, y0, x1, y1 = rescale_boxes(np.array([[box[0], box[1], box[2] + 1, box[3] + 1]]), width, height, size)[
+        0
+    ]
     ex0, ey0, ex1, ey1 = _red_extent(out)
     assert abs(ex0 - x0) <= 1 and abs(ey0 - y0) <= 1
     assert abs(ex1 + 1 - min(x1, size)) <= 1.01 and abs(ey1 + 1 - min(y1, size)) <= 1.01
@@ -45,6 +52,7 @@ def test_train_crop_and_flip_match_a_naive_slice(flip):
     params = CropParams(top=5, left=9, flip=flip)
     out = train_transform(image, params, resize_size=64, crop_size=48)
     import cv2
+
     naive = cv2.resize(image, (64, 64), interpolation=cv2.INTER_LINEAR)[5:53, 9:57]
     if flip:
         naive = naive[:, ::-1]
@@ -81,6 +89,7 @@ def test_ffcv_window_equals_resize_crop_flip_normalise(top, left, flip):
 
 def test_normalize_batch_is_imagenet_mean_std():
     images = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
-    expected = (images.float() / 255 - torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_DEFAULT_STD
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(normalize_batch(images), expected)

@@ -1,4 +1,5 @@
 """WebDataset loaders on real tar shards: exact-once eval, train order, resume, bad input."""
+
 import json
 import logging
 import shutil
@@ -6,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from loader_fixtures import small_config, write_split
 
 from data_shards.schema import MANIFEST_NAME
-from loader_fixtures import small_config, write_split
 from scm_dist.data import ShardError, build_eval_loader, build_train_loader
 from scm_dist.data.transforms import rescale_boxes
 
@@ -97,8 +98,14 @@ def test_epochs_differ_and_the_seed_fixes_the_order(split40):
 @pytest.mark.parametrize("resampled", [False, True])
 def test_resume_continues_exactly_where_it_stopped(split40, resampled):
     directory, _ = split40
-    cfg = small_config(directory, "webdataset", workers=3, batch_size=2, resampled=resampled,
-                       samples_per_epoch=30 if resampled else 0)
+    cfg = small_config(
+        directory,
+        "webdataset",
+        workers=3,
+        batch_size=2,
+        resampled=resampled,
+        samples_per_epoch=30 if resampled else 0,
+    )
     full = build_train_loader(cfg, rank=1, world_size=2, seed=11)
     assert full.steps_per_epoch == (30 if resampled else 40) // 4
     reference = _epoch(full, 1)
@@ -116,8 +123,9 @@ def test_resume_continues_exactly_where_it_stopped(split40, resampled):
         assert [ids for ids, _ in rest] == [ids for ids, _ in reference[stop:]]
         assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, reference[stop:]))
     # after a full epoch the next iteration is the next epoch
-    assert [ids for ids, _ in _epoch(full)] == [ids for ids, _ in _epoch(
-        build_train_loader(cfg, rank=1, world_size=2, seed=11), 2)]
+    assert [ids for ids, _ in _epoch(full)] == [
+        ids for ids, _ in _epoch(build_train_loader(cfg, rank=1, world_size=2, seed=11), 2)
+    ]
 
 
 def test_resume_with_another_world_size_warns(split40, caplog):
@@ -150,8 +158,7 @@ def test_missing_and_truncated_shards_are_named(split10, tmp_path):
         build_eval_loader(small_config(truncated, "webdataset"))
 
 
-@pytest.mark.parametrize("claimed,message", [(2, "more samples than the 2"),
-                                             (4, "ended after 3 samples")])
+@pytest.mark.parametrize("claimed,message", [(2, "more samples than the 2"), (4, "ended after 3 samples")])
 def test_manifest_count_mismatch_names_the_shard(split10, tmp_path, claimed, message):
     directory = _copy(split10[0], tmp_path / "mismatch")
     manifest = json.loads((directory / MANIFEST_NAME).read_text())
@@ -169,8 +176,7 @@ def test_corrupt_samples_stop_or_are_skipped_and_counted(tmp_path, caplog):
     strict = build_train_loader(small_config(directory, "webdataset", workers=0))
     with pytest.raises(ShardError, match=r"val_00005 in shard .*val-000001\.tar.*skip_corrupt"):
         list(strict)
-    lenient = build_train_loader(small_config(directory, "webdataset", workers=2,
-                                              skip_corrupt=True))
+    lenient = build_train_loader(small_config(directory, "webdataset", workers=2, skip_corrupt=True))
     with caplog.at_level(logging.WARNING):
         batches = _epoch(lenient, 0)
     ids = [k for b, _ in batches for k in b]
@@ -178,4 +184,3 @@ def test_corrupt_samples_stop_or_are_skipped_and_counted(tmp_path, caplog):
     assert "skipped 1 undecodable" in caplog.text
     with pytest.raises(ShardError, match="val_00005.*not a decodable image"):
         list(build_eval_loader(small_config(directory, "webdataset")))
-

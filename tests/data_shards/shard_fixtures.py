@@ -1,4 +1,5 @@
 """Small dataset trees for the data_shards tests, built on the fly, with their ground truth."""
+
 from __future__ import annotations
 
 import csv
@@ -6,7 +7,6 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -19,10 +19,10 @@ class Truth:
     """What a converted sample must hold."""
 
     label: int
-    boxes: list[list[float]]          # after clipping, original pixels
-    size: tuple[int, int]             # original (width, height)
-    stored: tuple[int, int]           # stored JPEG size
-    raw_boxes: Optional[list[list[float]]] = None  # as annotated, before clipping
+    boxes: list[list[float]]  # after clipping, original pixels
+    size: tuple[int, int]  # original (width, height)
+    stored: tuple[int, int]  # stored JPEG size
+    raw_boxes: list[list[float]] | None = None  # as annotated, before clipping
 
 
 def pixels(width: int, height: int, seed: int) -> np.ndarray:
@@ -73,11 +73,22 @@ def build_imagenet(root: Path, flat_val: bool = True) -> dict[str, Truth]:
         if kind == "truncated":
             truncate(path, w, h, seed=n)
         else:
-            save(path, w, h, seed=n, mode={"cmyk": "CMYK", "gray": "L"}.get(kind, "RGB"),
-                 fmt="PNG" if kind == "png" else "JPEG")
+            save(
+                path,
+                w,
+                h,
+                seed=n,
+                mode={"cmyk": "CMYK", "gray": "L"}.get(kind, "RGB"),
+                fmt="PNG" if kind == "png" else "JPEG",
+            )
         clipped = [[min(max(v, 0), (w if i % 2 == 0 else h) - 1) for i, v in enumerate(b)] for b in boxes]
-        truth[stem] = Truth(c, [[float(v) for v in b] for b in clipped], (w, h), (w, h),
-                            [[float(v) for v in b] for b in boxes])
+        truth[stem] = Truth(
+            c,
+            [[float(v) for v in b] for b in clipped],
+            (w, h),
+            (w, h),
+            [[float(v) for v in b] for b in boxes],
+        )
     return truth
 
 
@@ -89,10 +100,13 @@ def write_annotations(root: Path, truth: dict[str, Truth], fmt: str) -> Path:
         for stem, t in truth.items():
             objects = "".join(
                 f"<object><name>{WNIDS[t.label]}</name><bndbox><xmin>{b[0]:g}</xmin><ymin>{b[1]:g}</ymin>"
-                f"<xmax>{b[2]:g}</xmax><ymax>{b[3]:g}</ymax></bndbox></object>" for b in t.raw_boxes)
+                f"<xmax>{b[2]:g}</xmax><ymax>{b[3]:g}</ymax></bndbox></object>"
+                for b in t.raw_boxes
+            )
             (folder / f"{stem}.xml").write_text(
                 f"<annotation><filename>{stem}</filename><size><width>{t.size[0]}</width>"
-                f"<height>{t.size[1]}</height><depth>3</depth></size>{objects}</annotation>")
+                f"<height>{t.size[1]}</height><depth>3</depth></size>{objects}</annotation>"
+            )
         return folder
     if fmt == "loc-csv":
         path = root / "LOC_val_solution.csv"
@@ -100,8 +114,12 @@ def write_annotations(root: Path, truth: dict[str, Truth], fmt: str) -> Path:
             w = csv.writer(f)
             w.writerow(["ImageId", "PredictionString"])
             for stem, t in truth.items():
-                w.writerow([stem, " ".join(f"{WNIDS[t.label]} " + " ".join(f"{v:g}" for v in b)
-                                           for b in t.raw_boxes)])
+                w.writerow(
+                    [
+                        stem,
+                        " ".join(f"{WNIDS[t.label]} " + " ".join(f"{v:g}" for v in b) for b in t.raw_boxes),
+                    ]
+                )
         return path
     if fmt == "wsol":
         folder = root / "wsol" / "test"
@@ -109,16 +127,27 @@ def write_annotations(root: Path, truth: dict[str, Truth], fmt: str) -> Path:
         rel = {stem: f"val/{stem}.JPEG" for stem in truth}
         (folder / "image_ids.txt").write_text("".join(f"{rel[s]}\n" for s in truth))
         (folder / "class_labels.txt").write_text("".join(f"{rel[s]},{t.label}\n" for s, t in truth.items()))
-        (folder / "image_sizes.txt").write_text("".join(f"{rel[s]},{t.size[0]},{t.size[1]}\n"
-                                                        for s, t in truth.items()))
-        (folder / "localization.txt").write_text("".join(
-            f"{rel[s]}," + ",".join(f"{v:g}" for v in b) + "\n" for s, t in truth.items() for b in t.raw_boxes))
+        (folder / "image_sizes.txt").write_text(
+            "".join(f"{rel[s]},{t.size[0]},{t.size[1]}\n" for s, t in truth.items())
+        )
+        (folder / "localization.txt").write_text(
+            "".join(
+                f"{rel[s]}," + ",".join(f"{v:g}" for v in b) + "\n"
+                for s, t in truth.items()
+                for b in t.raw_boxes
+            )
+        )
         return folder
     if fmt == "val-folder":
         path = root / "val_folder_new.txt"
-        path.write_text("".join(
-            f"{WNIDS[t.label]}/{s}.JPEG {t.label} " + " ".join(f"{v:g}" for b in t.raw_boxes for v in b) + "\n"
-            for s, t in truth.items()))
+        path.write_text(
+            "".join(
+                f"{WNIDS[t.label]}/{s}.JPEG {t.label} "
+                + " ".join(f"{v:g}" for b in t.raw_boxes for v in b)
+                + "\n"
+                for s, t in truth.items()
+            )
+        )
         return path
     raise ValueError(fmt)
 
@@ -143,8 +172,12 @@ def build_cub(root: Path) -> dict[str, Truth]:
             if i >= 3:
                 truth[stem] = Truth(c, [[x, y, x + bw, y + bh]], (w, h), (w, h))
     (root / "classes.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(classes)))
-    for key, name in (("images", "images.txt"), ("labels", "image_class_labels.txt"),
-                      ("split", "train_test_split.txt"), ("boxes", "bounding_boxes.txt")):
+    for key, name in (
+        ("images", "images.txt"),
+        ("labels", "image_class_labels.txt"),
+        ("split", "train_test_split.txt"),
+        ("boxes", "bounding_boxes.txt"),
+    ):
         (root / name).write_text("\n".join(lines[key]) + "\n")
     return truth
 
@@ -171,6 +204,7 @@ def build_folder(root: Path) -> tuple[dict[str, Truth], Path]:
 def read_webdataset(split_dir: Path) -> list[dict]:
     """All samples of a split, read with the plain webdataset library (no project code)."""
     import webdataset as wds
+
     info = json.loads((split_dir / "_info.json").read_text())
     split = next(iter(info["splits"].values()))
     urls = [str(split_dir / name) for name in split["filenames"]]
@@ -178,16 +212,28 @@ def read_webdataset(split_dir: Path) -> list[dict]:
     return list(dataset)
 
 
-
 def read_ffcv(path: Path, batch_size: int = 8) -> list[tuple]:
     """All samples of a .beton, read with the plain ffcv Loader: (image, label, boxes, n, w, h, id)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, NDArrayDecoder
     from ffcv.loader import Loader, OrderOption
-    pipelines = {"image": [CenterCropRGBImageDecoder((16, 16), 1.0)], "label": [IntDecoder()],
-                 "boxes": [NDArrayDecoder()], "num_boxes": [IntDecoder()], "width": [IntDecoder()],
-                 "height": [IntDecoder()], "sample_id": [IntDecoder()]}
-    loader = Loader(str(path), batch_size=batch_size, num_workers=1, order=OrderOption.SEQUENTIAL,
-                    pipelines=pipelines, drop_last=False)
+
+    pipelines = {
+        "image": [CenterCropRGBImageDecoder((16, 16), 1.0)],
+        "label": [IntDecoder()],
+        "boxes": [NDArrayDecoder()],
+        "num_boxes": [IntDecoder()],
+        "width": [IntDecoder()],
+        "height": [IntDecoder()],
+        "sample_id": [IntDecoder()],
+    }
+    loader = Loader(
+        str(path),
+        batch_size=batch_size,
+        num_workers=1,
+        order=OrderOption.SEQUENTIAL,
+        pipelines=pipelines,
+        drop_last=False,
+    )
     out = []
     for batch in loader:
         for i in range(len(batch[0])):
@@ -198,5 +244,6 @@ def read_ffcv(path: Path, batch_size: int = 8) -> list[tuple]:
 def ffcv_image_sizes(path: Path) -> list[tuple[int, int]]:
     """Stored (width, height) of each image in a .beton, from ffcv's own reader."""
     from ffcv.reader import Reader
+
     meta = Reader(str(path)).metadata
     return [(int(m["f0"]["width"]), int(m["f0"]["height"])) for m in meta]

@@ -1,4 +1,5 @@
 """ImageNet conversion: four val annotation formats, hard images, both formats read back by the plain libraries."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from shard_fixtures import (
+    WNIDS,
+    build_imagenet,
+    ffcv_image_sizes,
+    read_ffcv,
+    read_webdataset,
+    save,
+    write_annotations,
+)
 
 from data_shards.cli import main
 from data_shards.schema import boxes_in_image_pixels, decode_sample_json, read_manifest
-from shard_fixtures import (
-    WNIDS, build_imagenet, ffcv_image_sizes, read_ffcv, read_webdataset, save, write_annotations,
-)
 
 TRUNCATED = "ILSVRC2012_val_00000005"
 
@@ -52,8 +59,22 @@ def test_every_val_annotation_format_gives_the_same_exact_shards(imagenet, tmp_p
         (tmp_path / fmt).mkdir()
         ann = write_annotations(tmp_path / fmt, truth, fmt)
         out = tmp_path / f"out-{fmt}"
-        assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(ann),
-                       "--format", "webdataset", "--out", str(out)) == 0
+        assert (
+            convert(
+                "imagenet",
+                "--root",
+                str(root),
+                "--split",
+                "val",
+                "--annotations",
+                str(ann),
+                "--format",
+                "webdataset",
+                "--out",
+                str(out),
+            )
+            == 0
+        )
         check_webdataset_samples(out / "val", truth)
         manifest = read_manifest(out / "val")
         assert manifest.images_in == 7 and manifest.total_samples == 6
@@ -70,8 +91,24 @@ def test_both_formats_read_back_with_webdataset_and_ffcv(imagenet, tmp_path):
     root, truth = imagenet
     ann = write_annotations(tmp_path, truth, "xml")
     out = tmp_path / "out"
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(ann),
-                   "--format", "both", "--out", str(out), "--workers", "2") == 0
+    assert (
+        convert(
+            "imagenet",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--annotations",
+            str(ann),
+            "--format",
+            "both",
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        )
+        == 0
+    )
     wds_samples = check_webdataset_samples(out / "val", truth)
     by_id = {decode_sample_json(json.dumps(s["json"])).sample_id: k for k, s in wds_samples.items()}
     rows = read_ffcv(out / "val" / "val.beton")
@@ -102,6 +139,7 @@ def test_both_formats_read_back_with_webdataset_and_ffcv(imagenet, tmp_path):
 
 def _raw_jpegs(split_dir: Path):
     import tarfile
+
     for tar_path in sorted(split_dir.glob("*.tar")):
         with tarfile.open(tar_path) as tar:
             for m in tar:
@@ -126,8 +164,24 @@ def test_max_side_shrinks_images_and_keeps_boxes_in_the_original_frame(imagenet,
     root, truth = imagenet
     ann = write_annotations(tmp_path, truth, "wsol")
     out = tmp_path / "out"
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(ann),
-                   "--format", "webdataset", "--max-side", "50", "--out", str(out)) == 0
+    assert (
+        convert(
+            "imagenet",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--annotations",
+            str(ann),
+            "--format",
+            "webdataset",
+            "--max-side",
+            "50",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     for s in read_webdataset(out / "val"):
         info = decode_sample_json(json.dumps(s["json"]))
         t = truth[s["__key__"]]
@@ -144,16 +198,37 @@ def test_train_is_shuffled_so_every_shard_mixes_classes_and_takes_xml_boxes(imag
     boxes_dir.mkdir(parents=True)
     (boxes_dir / f"{WNIDS[1]}_2.xml").write_text(
         f"<annotation><size><width>56</width><height>34</height></size><object><name>{WNIDS[1]}</name>"
-        "<bndbox><xmin>3</xmin><ymin>4</ymin><xmax>30</xmax><ymax>20</ymax></bndbox></object></annotation>")
+        "<bndbox><xmin>3</xmin><ymin>4</ymin><xmax>30</xmax><ymax>20</ymax></bndbox></object></annotation>"
+    )
     out = tmp_path / "out"
-    assert convert("imagenet", "--root", str(root), "--split", "train", "--train-boxes",
-                   str(tmp_path / "train_xml"), "--format", "webdataset", "--shard-size-mb", "0.03",
-                   "--out", str(out), "--seed", "3") == 0
+    assert (
+        convert(
+            "imagenet",
+            "--root",
+            str(root),
+            "--split",
+            "train",
+            "--train-boxes",
+            str(tmp_path / "train_xml"),
+            "--format",
+            "webdataset",
+            "--shard-size-mb",
+            "0.03",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+        )
+        == 0
+    )
     manifest = read_manifest(out / "train")
     assert len(manifest.shards) >= 2
     import webdataset as wds
+
     for shard in manifest.shards:
-        labels = [s["cls"] for s in wds.WebDataset(str(out / "train" / shard.name), shardshuffle=False).decode()]
+        labels = [
+            s["cls"] for s in wds.WebDataset(str(out / "train" / shard.name), shardshuffle=False).decode()
+        ]
         assert len(set(labels)) > 1, f"{shard.name} holds one class only"
     samples = read_webdataset(out / "train")
     assert sorted(s["__key__"] for s in samples) == sorted(f"{w}_{i}" for w in WNIDS for i in range(4))
@@ -169,18 +244,39 @@ def test_class_sorted_val_takes_labels_from_folders(tmp_path):
     root = tmp_path / "in"
     truth = build_imagenet(root, flat_val=False)
     out = tmp_path / "out"
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--format", "webdataset",
-                   "--out", str(out)) == 0
+    assert (
+        convert(
+            "imagenet", "--root", str(root), "--split", "val", "--format", "webdataset", "--out", str(out)
+        )
+        == 0
+    )
     samples = read_webdataset(out / "val")
-    assert {s["__key__"]: s["cls"] for s in samples} == {k: t.label for k, t in truth.items() if k != TRUNCATED}
+    assert {s["__key__"]: s["cls"] for s in samples} == {
+        k: t.label for k, t in truth.items() if k != TRUNCATED
+    }
     assert all(s["json"]["boxes"] == [] for s in samples)
 
 
 def test_strict_makes_a_truncated_image_fatal(imagenet, tmp_path, capsys):
     root, truth = imagenet
     ann = write_annotations(tmp_path, truth, "val-folder")
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(ann),
-                   "--format", "webdataset", "--strict", "--out", str(tmp_path / "out")) == 2
+    assert (
+        convert(
+            "imagenet",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--annotations",
+            str(ann),
+            "--format",
+            "webdataset",
+            "--strict",
+            "--out",
+            str(tmp_path / "out"),
+        )
+        == 2
+    )
     assert f"val/{TRUNCATED}.JPEG" in capsys.readouterr().err
 
 
@@ -196,19 +292,31 @@ def test_layout_and_annotation_errors_name_the_path(tmp_path, capsys):
     cases.append("flat")
     bad_wnid = tmp_path / "bad.csv"
     bad_wnid.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n99999999 1 1 5 5\n")
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(bad_wnid),
-                   "--out", out) == 2
+    assert (
+        convert(
+            "imagenet", "--root", str(root), "--split", "val", "--annotations", str(bad_wnid), "--out", out
+        )
+        == 2
+    )
     cases.append("unknown wnid 'n99999999'")
     orphan = tmp_path / "orphan.csv"
-    orphan.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 1 5 5\n"
-                      "ILSVRC2012_val_00000099,n01440764 1 1 5 5\n")
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(orphan),
-                   "--out", out) == 2
+    orphan.write_text(
+        "ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 1 5 5\n"
+        "ILSVRC2012_val_00000099,n01440764 1 1 5 5\n"
+    )
+    assert (
+        convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(orphan), "--out", out)
+        == 2
+    )
     cases.append("ILSVRC2012_val_00000099")
     inverted = tmp_path / "inverted.csv"
     inverted.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 9 1 5 5\n")
-    assert convert("imagenet", "--root", str(root), "--split", "val", "--annotations", str(inverted),
-                   "--out", out) == 2
+    assert (
+        convert(
+            "imagenet", "--root", str(root), "--split", "val", "--annotations", str(inverted), "--out", out
+        )
+        == 2
+    )
     cases.append("x1 < x0")
     err = capsys.readouterr().err
     for expected in cases:

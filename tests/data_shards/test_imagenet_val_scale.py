@@ -1,17 +1,17 @@
 """The full ImageNet-1K val annotation set (50,000 images, real sizes, labels, every box) with tiny
 stand-in images, converted to both formats and checked box by box."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
+from shard_fixtures import read_ffcv, read_webdataset
 
 from data_shards.cli import main
 from data_shards.reference_data import IMAGENET_CLASSES, IMAGENET_VAL_META
 from data_shards.schema import read_manifest
 from data_shards.sources.imagenet import read_val_folder_txt, read_wsol_metadata
 from data_shards.standins import build_val_standins
-from shard_fixtures import read_ffcv, read_webdataset
 
 META = IMAGENET_VAL_META
 VAL_FOLDER = IMAGENET_CLASSES
@@ -24,9 +24,29 @@ def test_full_imagenet_val_metadata_both_formats_every_box(tmp_path):
     wnid_of = read_val_folder_txt(VAL_FOLDER)
     assert build_val_standins(META, tmp_path / "in") == len(truth) == 50000
     out = tmp_path / "out"
-    assert main(["convert", "imagenet", "--root", str(tmp_path / "in"), "--split", "val",
-                 "--annotations", str(META), "--classes", str(VAL_FOLDER), "--format", "both",
-                 "--workers", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "imagenet",
+                "--root",
+                str(tmp_path / "in"),
+                "--split",
+                "val",
+                "--annotations",
+                str(META),
+                "--classes",
+                str(VAL_FOLDER),
+                "--format",
+                "both",
+                "--workers",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     manifest = read_manifest(out / "val")
     n_boxes = sum(len(a.boxes) for a in truth.values())
     assert (manifest.total_samples, manifest.total_boxes, len(manifest.skipped)) == (50000, n_boxes, 0)
@@ -37,7 +57,7 @@ def test_full_imagenet_val_metadata_both_formats_every_box(tmp_path):
         t, info = truth[s["__key__"]], s["json"]
         assert s["cls"] == t.label == info["label"]
         assert info["class_name"] == wnid_of[s["__key__"]].wnid
-        assert (info["width"], info["height"]) == t.size          # the real size, not the stand-in's
+        assert (info["width"], info["height"]) == t.size  # the real size, not the stand-in's
         assert info["boxes"] == [list(b) for b in t.boxes]
         assert s["jpg"].size == (info["image_width"], info["image_height"])
         by_id[info["sample_id"]] = s["__key__"]

@@ -1,4 +1,5 @@
 """Resume after a kill, byte-identical output, and verify catching damaged files."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
+from shard_fixtures import build_imagenet, write_annotations
 
 from data_shards.cli import main
 from data_shards.schema import read_manifest
-from shard_fixtures import build_imagenet, write_annotations
 
 SYNTH = ["synth", "--train", "1200", "--val", "0", "--image-size", "64", "--shard-size-mb", "0.1"]
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-            if p.suffix in (".tar", ".beton") or p.name == "_info.json"}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".tar", ".beton") or p.name == "_info.json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,11 @@ def reference(tmp_path_factory) -> Path:
 def test_resume_after_kill_gives_the_uninterrupted_result(reference, tmp_path):
     out = tmp_path / "killed"
     progress = out / "train" / ".progress.json"
-    proc = subprocess.Popen([sys.executable, "-m", "data_shards", *SYNTH, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_shards", *SYNTH, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if progress.is_file() and len(json.loads(progress.read_text())["shards"]) >= 3:
@@ -52,20 +59,21 @@ def test_resume_after_kill_gives_the_uninterrupted_result(reference, tmp_path):
     data = bytearray(first.read_bytes())
     data[700] ^= 0xFF
     first.write_bytes(bytes(data))
-    assert main([*SYNTH, "--out", str(out)]) == 2           # unfinished: refuses without --resume
+    assert main([*SYNTH, "--out", str(out)]) == 2  # unfinished: refuses without --resume
     assert main([*SYNTH, "--out", str(out), "--resume"]) == 0
     assert files(out / "train") == files(reference / "train")
     assert not list((out / "train").glob("*.tmp")) and not progress.exists()
     assert main(["verify", str(out), "--deep"]) == 0
     assert main([*SYNTH, "--out", str(out), "--resume"]) == 0  # finished: nothing to do
-    assert main([*SYNTH, "--out", str(out)]) == 2               # finished: refuses to overwrite
+    assert main([*SYNTH, "--out", str(out)]) == 2  # finished: refuses to overwrite
 
 
 def test_resume_refuses_other_options(tmp_path, capsys):
     out = tmp_path / "o"
     (out / "train").mkdir(parents=True)
-    (out / "train" / ".progress.json").write_text(json.dumps({"fingerprint": {"other": 1}, "shards": [],
-                                                               "ffcv": None}))
+    (out / "train" / ".progress.json").write_text(
+        json.dumps({"fingerprint": {"other": 1}, "shards": [], "ffcv": None})
+    )
     assert main([*SYNTH, "--out", str(out), "--resume"]) == 2
     assert "other inputs or options" in capsys.readouterr().err
 
@@ -85,7 +93,7 @@ def test_verify_catches_a_flipped_byte_and_names_shard_and_sample(reference, cap
     tar_path = split / manifest.shards_of("webdataset")[2].name
     with tarfile.open(tar_path) as tar:
         member = next(m for m in tar if m.name.endswith(".cls"))
-    original = _flip(tar_path, member.offset_data)       # the label digit changes: tar still parses
+    original = _flip(tar_path, member.offset_data)  # the label digit changes: tar still parses
     try:
         capsys.readouterr()
         assert main(["verify", str(reference)]) == 1
@@ -113,7 +121,26 @@ def test_same_inputs_give_byte_identical_shards_whatever_the_workers(tmp_path):
     outs = []
     for workers in ("1", "2"):
         out = tmp_path / f"out{workers}"
-        assert main(["convert", "imagenet", "--root", str(root), "--split", "val", "--annotations", str(ann),
-                     "--out", str(out), "--workers", workers, "--shard-size-mb", "0.02"]) == 0
+        assert (
+            main(
+                [
+                    "convert",
+                    "imagenet",
+                    "--root",
+                    str(root),
+                    "--split",
+                    "val",
+                    "--annotations",
+                    str(ann),
+                    "--out",
+                    str(out),
+                    "--workers",
+                    workers,
+                    "--shard-size-mb",
+                    "0.02",
+                ]
+            )
+            == 0
+        )
         outs.append(files(out / "val"))
     assert len(outs[0]) >= 4 and outs[0] == outs[1]

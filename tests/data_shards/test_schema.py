@@ -1,4 +1,5 @@
 """The shard schema: sample json, FFCV box padding, manifest round trip."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,31 @@ import numpy as np
 import pytest
 
 from data_shards.schema import (
-    MANIFEST_NAME, Manifest, SampleInfo, ShardEntry, SkippedSample, boxes_from_ffcv,
-    boxes_in_image_pixels, decode_sample_json, manifest_from_dict, pad_boxes, read_manifest,
+    MANIFEST_NAME,
+    Manifest,
+    SampleInfo,
+    ShardEntry,
+    SkippedSample,
+    boxes_from_ffcv,
+    boxes_in_image_pixels,
+    decode_sample_json,
+    manifest_from_dict,
+    pad_boxes,
+    read_manifest,
 )
 
-INFO = SampleInfo(key="k", sample_id=7, label=3, class_name="n0", width=500, height=375,
-                  boxes=((10.0, 20.0, 110.0, 220.0), (0.0, 0.0, 499.0, 374.0)),
-                  image_width=100, image_height=75, source="val/k.JPEG")
+INFO = SampleInfo(
+    key="k",
+    sample_id=7,
+    label=3,
+    class_name="n0",
+    width=500,
+    height=375,
+    boxes=((10.0, 20.0, 110.0, 220.0), (0.0, 0.0, 499.0, 374.0)),
+    image_width=100,
+    image_height=75,
+    source="val/k.JPEG",
+)
 
 
 def test_sample_json_round_trips_and_is_canonical():
@@ -39,13 +58,33 @@ def test_pad_boxes_round_trip_and_overflow():
 
 
 def test_manifest_round_trip_and_version_check(tmp_path):
-    manifest = Manifest(1, "imagenet", "val", ("webdataset", "ffcv"), ("a", "b"), 32,
-                        (ShardEntry("val-000000.tar", "webdataset", 2, 100, "ab"),
-                         ShardEntry("val.beton", "ffcv", 2, 300, "cd")),
-                        2, 3, 3, 1, (SkippedSample("val/x.JPEG", "truncated"),), {"seed": 0})
+    manifest = Manifest(
+        1,
+        "imagenet",
+        "val",
+        ("webdataset", "ffcv"),
+        ("a", "b"),
+        32,
+        (
+            ShardEntry("val-000000.tar", "webdataset", 2, 100, "ab"),
+            ShardEntry("val.beton", "ffcv", 2, 300, "cd"),
+        ),
+        2,
+        3,
+        3,
+        1,
+        (SkippedSample("val/x.JPEG", "truncated"),),
+        {"seed": 0},
+    )
     data = manifest.to_dict()
-    assert data["totals"] == {"samples": 2, "boxes": 3, "images_in": 3, "skipped": 1, "boxes_clipped": 1,
-                              "bytes": {"webdataset": 100, "ffcv": 300}}
+    assert data["totals"] == {
+        "samples": 2,
+        "boxes": 3,
+        "images_in": 3,
+        "skipped": 1,
+        "boxes_clipped": 1,
+        "bytes": {"webdataset": 100, "ffcv": 300},
+    }
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
     assert read_manifest(tmp_path) == manifest
     with pytest.raises(ValueError, match="schema_version 9"):

@@ -1,11 +1,11 @@
 """The synthetic WSOL set: deterministic, class = shape and hue band (not position), exact boxes,
 and a centred box that does not localize well."""
+
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
-
-import cv2
 
 from data_shards.sources.synthetic import _class_colour, centred_box_accuracy, list_synthetic, render
 
@@ -34,7 +34,9 @@ def naive_centred_accuracy(boxes, sizes, fw, fh, threshold=0.5):
 
 def test_centred_box_accuracy_hand_checked_and_against_a_naive_search():
     # a 100x100 image whose box is the centred half: the (0.5, 0.5) box hits it exactly
-    acc, (fw, fh) = centred_box_accuracy([np.array([[25, 25, 74, 74]])], [(100, 100)], threshold=0.99, steps=4)
+    acc, (fw, fh) = centred_box_accuracy(
+        [np.array([[25, 25, 74, 74]])], [(100, 100)], threshold=0.99, steps=4
+    )
     assert acc == 1.0 and (fw, fh) == (0.5, 0.5)
     # a corner box 10x10 in 100x100: IoU with any centred box is 0
     assert centred_box_accuracy([np.array([[0, 0, 9, 9]])], [(100, 100)], steps=10)[0] == 0.0
@@ -88,7 +90,7 @@ def test_class_is_the_shape_and_hue_band_not_the_position(rendered):
     counts = np.bincount(labels, minlength=10)
     assert counts.min() > 0.6 * counts.mean()
     position = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for _, _, b in rendered])
-    assert _nearest_centroid_accuracy(position, labels) < 0.2       # chance is 0.1
+    assert _nearest_centroid_accuracy(position, labels) < 0.2  # chance is 0.1
     rng = np.random.default_rng(0)
     for classes in (2, 5, 10):
         for label in range(classes):

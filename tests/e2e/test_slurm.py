@@ -6,6 +6,7 @@ others run a small real distributed trainer with the engine's contract
 (tests/launch/toy_engine.py: gloo, periodic checkpoints, resume) where only the launcher's
 behaviour is under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ def cluster():
     was_up = all(local.running().values())  # e.g. `make slurm-up` before the tests
     missing = missing_binaries()
     if not was_up and missing and os.geteuid() != 0:
-        pytest.skip(f"no SLURM here (missing {', '.join(missing)}) and not root to start "
-                    "one: install slurm-wlm and munge, then `sudo make slurm-up`")
+        pytest.skip(
+            f"no SLURM here (missing {', '.join(missing)}) and not root to start "
+            "one: install slurm-wlm and munge, then `sudo make slurm-up`"
+        )
     if not was_up:
         local.up()  # a clear LocalSlurmError when it cannot
     # sbatch exports the submitter's environment: one thread per task everywhere, so the
@@ -60,8 +63,9 @@ def cluster():
 
 
 def job_field(job_id: str, field: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
+    ).stdout
     return re.search(rf"\b{field}=(\S*)", out).group(1)
 
 
@@ -94,8 +98,16 @@ def wait_progress(output_dir: Path, at_least: int, timeout_s: float = 90) -> int
 
 
 def toy_cfg(out: Path, steps: int = 24, *extra: str):
-    return load_config(None, [f"train.output_dir={out}", f"train.max_steps={steps}",
-                              "train.checkpoint_every=4", "optim.lr=0.1", *extra])
+    return load_config(
+        None,
+        [
+            f"train.output_dir={out}",
+            f"train.max_steps={steps}",
+            "train.checkpoint_every=4",
+            "optim.lr=0.1",
+            *extra,
+        ],
+    )
 
 
 def submit_toy(configs, res=CPU_2_NODES):
@@ -106,28 +118,55 @@ def starts(out: Path) -> list[list[str]]:
     return [line.split() for line in (out / "starts_rank0.txt").read_text().splitlines()]
 
 
-ENGINE_OVERRIDES = ["data.batch_size=8", "data.workers=0", "data.shuffle_buffer=64",
-                    "model.depth=2", "train.epochs=6", "train.checkpoint_every=1000",
-                    "train.log_every=1", "optim.lr_scaling=none"]
+ENGINE_OVERRIDES = [
+    "data.batch_size=8",
+    "data.workers=0",
+    "data.shuffle_buffer=64",
+    "model.depth=2",
+    "train.epochs=6",
+    "train.checkpoint_every=1000",
+    "train.log_every=1",
+    "optim.lr_scaling=none",
+]
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
-    assert shards_main(["synth", "--out", str(root), "--train", "128", "--val", "32",
-                        "--image-size", "64", "--seed", "3"]) == 0
+    assert (
+        shards_main(
+            [
+                "synth",
+                "--out",
+                str(root),
+                "--train",
+                "128",
+                "--val",
+                "32",
+                "--image-size",
+                "64",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     return root
 
 
 def engine_overrides(shards: Path, out: Path, evaluate: bool = False) -> list[str]:
-    return [f"data.train_dir={shards}/train", f"data.val_dir={shards}/val",
-            f"train.output_dir={out}", *ENGINE_OVERRIDES,
-            f"eval.after_train={str(evaluate).lower()}", "eval.num_pictures=2"]
+    return [
+        f"data.train_dir={shards}/train",
+        f"data.val_dir={shards}/val",
+        f"train.output_dir={out}",
+        *ENGINE_OVERRIDES,
+        f"eval.after_train={str(evaluate).lower()}",
+        "eval.num_pictures=2",
+    ]
 
 
 def engine_cfg(shards: Path, out: Path, evaluate: bool = False):
-    return load_config("configs/experiments/synthetic_scm.yaml",
-                       engine_overrides(shards, out, evaluate))
+    return load_config("configs/experiments/synthetic_scm.yaml", engine_overrides(shards, out, evaluate))
 
 
 def free_port() -> int:
@@ -146,11 +185,13 @@ def logged_steps(out: Path) -> int:
 
 def final_state(out: Path) -> dict:
     import torch
+
     return torch.load(out / "model_final.pt", weights_only=False)["state_dict"]
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
     import torch
+
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
@@ -161,11 +202,22 @@ def uninterrupted(shards, tmp_path_factory) -> dict[str, Path]:
     """The same training twice, at the same time: a 2-node SLURM job and a local torchrun."""
     root = tmp_path_factory.mktemp("uninterrupted")
     local = subprocess.Popen(
-        [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2",
-         "--master_port", str(free_port()), "-m", "scm_dist.cli_train", "--config",
-         "configs/experiments/synthetic_scm.yaml",
-         *engine_overrides(shards, root / "local", evaluate=True)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            str(Path(sys.executable).with_name("torchrun")),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "scm_dist.cli_train",
+            "--config",
+            "configs/experiments/synthetic_scm.yaml",
+            *engine_overrides(shards, root / "local", evaluate=True),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     cfg = engine_cfg(shards, root / "slurm", evaluate=True)
     (job,) = submit(plan_configs(cfg, None, None), CPU_2_NODES)
     wait_for(job.job_id, {"COMPLETED"}, root / "slurm", timeout_s=240)
@@ -180,11 +232,11 @@ def test_two_node_job_trains_like_a_local_two_process_run(uninterrupted):
     port = 20000 + int(job_id) % 20000
     for rank in (0, 1):  # ranks, master address and port mapped from SLURM
         log = (out / "slurm" / job_id / f"{job_id}_{rank}_log.err").read_text()
-        assert f"[scm-submit rank {rank}/2 job {job_id}] training into {out} " \
-               f"(master node1:{port})" in log
+        assert f"[scm-submit rank {rank}/2 job {job_id}] training into {out} (master node1:{port})" in log
     assert_same_weights(final_state(out), final_state(uninterrupted["local"]))
-    slurm, local = (json.loads((uninterrupted[k] / "eval/results.json").read_text())
-                    for k in ("slurm", "local"))
+    slurm, local = (
+        json.loads((uninterrupted[k] / "eval/results.json").read_text()) for k in ("slurm", "local")
+    )
     assert slurm["world_size"] == local["world_size"] == 2
     assert slurm["protocols"]["wsol"]  # evaluated after training, in the same job
     for key in ("checkpoint", "config"):  # they name their own output directories
@@ -193,7 +245,8 @@ def test_two_node_job_trains_like_a_local_two_process_run(uninterrupted):
 
 
 def test_usr2_mid_training_checkpoints_requeues_and_ends_with_the_same_weights(
-        shards, uninterrupted, tmp_path):
+    shards, uninterrupted, tmp_path
+):
     out = tmp_path / "run"
     (job,) = submit(plan_configs(engine_cfg(shards, out), None, None), CPU_2_NODES)
     deadline = time.monotonic() + 120
@@ -210,12 +263,27 @@ def test_usr2_mid_training_checkpoints_requeues_and_ends_with_the_same_weights(
 
 
 def test_cli_eval_after_runs_a_dependent_evaluation_with_its_own_resources(
-        shards, uninterrupted, tmp_path, capsys):
+    shards, uninterrupted, tmp_path, capsys
+):
     out = tmp_path / "run"
-    rc = scm_submit(["--config", "configs/experiments/synthetic_scm.yaml", "--nodes", "2",
-                     "--tasks-per-node", "1", "--time", "10", "--eval-after",
-                     "--eval-nodes", "1", "--eval-tasks-per-node", "1",
-                     *engine_overrides(shards, out, evaluate=True)])
+    rc = scm_submit(
+        [
+            "--config",
+            "configs/experiments/synthetic_scm.yaml",
+            "--nodes",
+            "2",
+            "--tasks-per-node",
+            "1",
+            "--time",
+            "10",
+            "--eval-after",
+            "--eval-nodes",
+            "1",
+            "--eval-tasks-per-node",
+            "1",
+            *engine_overrides(shards, out, evaluate=True),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     train_id, eval_id = re.findall(r"submitted (?:train|eval) job (\d+)", printed)
@@ -227,8 +295,9 @@ def test_cli_eval_after_runs_a_dependent_evaluation_with_its_own_resources(
     train_log = (out / "slurm" / train_id / f"{train_id}_0_log.err").read_text()
     assert "results:" not in train_log  # training did not evaluate as well
     assert_same_weights(final_state(out), final_state(uninterrupted["slurm"]))
-    mine, reference = (json.loads((d / "eval/results.json").read_text())
-                       for d in (out, uninterrupted["slurm"]))
+    mine, reference = (
+        json.loads((d / "eval/results.json").read_text()) for d in (out, uninterrupted["slurm"])
+    )
     assert (mine["world_size"], reference["world_size"]) == (1, 2)
     for key in ("checkpoint", "config", "world_size"):
         mine.pop(key), reference.pop(key)
@@ -248,8 +317,7 @@ def test_killed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
     wait_for(job.job_id, {"COMPLETED"}, tmp_path, timeout_s=150)
     first, second = starts(out)
     assert int(second[0]) % 4 == 0 and 8 <= int(second[0]) < 60  # a periodic checkpoint
-    assert json.loads((out / "results.json").read_text())["weights"] == \
-        toy_engine.reference_weights(cfg, 2)
+    assert json.loads((out / "results.json").read_text())["weights"] == toy_engine.reference_weights(cfg, 2)
 
 
 def test_scontrol_requeue_checkpoints_on_sigterm_and_slurm_restarts_the_job(tmp_path):
@@ -264,16 +332,14 @@ def test_scontrol_requeue_checkpoints_on_sigterm_and_slurm_restarts_the_job(tmp_
     assert 10 <= int(second[0]) < 60 and second[1] == "1"  # resumed where SIGTERM stopped it
     log = (out / "slurm" / job.job_id / f"{job.job_id}_0_log.err").read_text()
     assert "exiting (signals: ['SIGTERM'])" in log and "job requeued" not in log
-    assert json.loads((out / "results.json").read_text())["weights"] == \
-        toy_engine.reference_weights(cfg, 2)
+    assert json.loads((out / "results.json").read_text())["weights"] == toy_engine.reference_weights(cfg, 2)
 
 
 def test_array_job_writes_one_result_dir_per_sweep_value(tmp_path):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("optim.lr: [0.05, 0.2]\n")
     base = toy_cfg(tmp_path / "sweep", 8)
-    configs = plan_configs(base, load_sweep(sweep),
-                           lambda extra: toy_cfg(tmp_path / "sweep", 8, *extra))
+    configs = plan_configs(base, load_sweep(sweep), lambda extra: toy_cfg(tmp_path / "sweep", 8, *extra))
     jobs = submit_toy(configs, Resources(nodes=1, tasks_per_node=1, time_min=10))
     assert [j.job_id.split("_")[1] for j in jobs] == ["0", "1"]
     for job in jobs:
@@ -282,8 +348,7 @@ def test_array_job_writes_one_result_dir_per_sweep_value(tmp_path):
     assert [d.name for d in dirs] == ["0_lr=0.05", "1_lr=0.2"]
     for d, cfg in zip(dirs, configs):
         assert cfg.optim.lr in (0.05, 0.2)
-        assert json.loads((d / "results.json").read_text())["weights"] == \
-            toy_engine.reference_weights(cfg, 1)
+        assert json.loads((d / "results.json").read_text())["weights"] == toy_engine.reference_weights(cfg, 1)
 
 
 def test_unknown_partition_shows_slurms_message(tmp_path, capsys):
@@ -296,10 +361,15 @@ def test_unknown_partition_shows_slurms_message(tmp_path, capsys):
 
 def test_a_crashing_rank_ends_the_job_and_cancels_its_evaluation(tmp_path):
     cfg = toy_cfg(tmp_path / "run", 8)
-    train_job, eval_job = submit(plan_configs(cfg, None, None), CPU_2_NODES,
-                                 eval_res=Resources(nodes=1, tasks_per_node=1, time_min=5),
-                                 train_fn=toy_engine.train_failing_on_rank1)
+    train_job, eval_job = submit(
+        plan_configs(cfg, None, None),
+        CPU_2_NODES,
+        eval_res=Resources(nodes=1, tasks_per_node=1, time_min=5),
+        train_fn=toy_engine.train_failing_on_rank1,
+    )
     wait_for(train_job.job_id, {"FAILED"}, tmp_path, timeout_s=60)  # rank 0 is not left hanging
-    assert "rank 1 crashed" in (tmp_path / "run/slurm" / train_job.job_id /
-                                f"{train_job.job_id}_1_log.err").read_text()
+    assert (
+        "rank 1 crashed"
+        in (tmp_path / "run/slurm" / train_job.job_id / f"{train_job.job_id}_1_log.err").read_text()
+    )
     wait_for(eval_job.job_id, {"CANCELLED"}, tmp_path, timeout_s=30)

@@ -1,7 +1,9 @@
 """Run an engine test job on N real processes on this host (gloo)."""
+
 from __future__ import annotations
 
 from engine_workers import run_job
+
 from scm_dist.engine.spawn import spawn_local
 
 

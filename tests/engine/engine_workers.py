@@ -1,4 +1,5 @@
 """Process entry points for the multi-process engine tests (imported by spawn)."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,23 @@ class StopAfterPolls:
 
 
 def make_config(shards: str, output_dir: str, overrides: list[str]):
-    base = [f"data.train_dir={shards}/train", f"data.val_dir={shards}/val",
-            f"train.output_dir={output_dir}", "data.batch_size=8", "data.workers=0",
-            "data.shuffle_buffer=64", "train.log_every=5", "model.depth=3", "train.checkpoint_every=1000",
-            "eval.after_train=false", "optim.lr=2e-4", "optim.lr_scaling=none",
-            "optim.warmup_epochs=0.5", "optim.schedule=cosine", "train.epochs=2"]
+    base = [
+        f"data.train_dir={shards}/train",
+        f"data.val_dir={shards}/val",
+        f"train.output_dir={output_dir}",
+        "data.batch_size=8",
+        "data.workers=0",
+        "data.shuffle_buffer=64",
+        "train.log_every=5",
+        "model.depth=3",
+        "train.checkpoint_every=1000",
+        "eval.after_train=false",
+        "optim.lr=2e-4",
+        "optim.lr_scaling=none",
+        "optim.warmup_epochs=0.5",
+        "optim.schedule=cosine",
+        "train.epochs=2",
+    ]
     return load_config("configs/experiments/synthetic_scm.yaml", base + overrides)
 
 
@@ -63,10 +76,16 @@ def _train_and_snapshot_live_model(job: dict) -> dict:
             module.eval()
             out = module(images.to(next(module.parameters()).dtype))
             params = {n: p.detach().clone() for n, p in module.named_parameters()}
-            torch.save({"images": images, "cams": out.cams.float(),
-                        "logits": out.logits.float(), "params": params,
-                        "dtype": str(next(module.parameters()).dtype)},
-                       Path(job["output_dir"]) / "live_outputs.pt")
+            torch.save(
+                {
+                    "images": images,
+                    "cams": out.cams.float(),
+                    "logits": out.logits.float(),
+                    "params": params,
+                    "dtype": str(next(module.parameters()).dtype),
+                },
+                Path(job["output_dir"]) / "live_outputs.pt",
+            )
     return summary
 
 
@@ -77,5 +96,4 @@ def _evaluate(job: dict) -> dict:
     return evaluate(cfg, job["checkpoint"])
 
 
-JOBS = {"train": _train, "train_snapshot": _train_and_snapshot_live_model,
-        "evaluate": _evaluate}
+JOBS = {"train": _train, "train_snapshot": _train_and_snapshot_live_model, "evaluate": _evaluate}

@@ -1,4 +1,5 @@
 """Accelerate DDP on 2 CPU processes: learning, exact resume, bf16, the real launcher."""
+
 import json
 import os
 import subprocess
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from dist import run_ranks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +24,9 @@ def _losses(output_dir: Path) -> list[float]:
 
 def test_ddp_fp32_learns_and_resume_is_bitwise(synthetic_shards, tmp_path):
     straight = tmp_path / "straight"
-    job = dict(kind="train", shards=str(synthetic_shards), output_dir=str(straight),
-               overrides=["train.max_steps=20"])
+    job = dict(
+        kind="train", shards=str(synthetic_shards), output_dir=str(straight), overrides=["train.max_steps=20"]
+    )
     summaries = run_ranks(job, 2)
     assert summaries[0]["status"] == "completed" and summaries[0]["step"] == 20
     losses = _losses(straight)
@@ -47,9 +48,12 @@ def test_ddp_fp32_learns_and_resume_is_bitwise(synthetic_shards, tmp_path):
 
 
 def test_ddp_bf16_runs(synthetic_shards, tmp_path):
-    job = dict(kind="train", shards=str(synthetic_shards), output_dir=str(tmp_path / "bf16"),
-               overrides=["train.max_steps=6", "train.precision=bf16",
-                          "model.name=deit_tscam_tiny_patch16_224"])
+    job = dict(
+        kind="train",
+        shards=str(synthetic_shards),
+        output_dir=str(tmp_path / "bf16"),
+        overrides=["train.max_steps=6", "train.precision=bf16", "model.name=deit_tscam_tiny_patch16_224"],
+    )
     summary = run_ranks(job, 2)[0]
     assert summary["status"] == "completed"
     losses = _losses(tmp_path / "bf16")
@@ -60,12 +64,25 @@ def test_accelerate_launch_two_processes_really_train_together(synthetic_shards,
     """The shipped CPU accelerate config must give one world of 2, not 2 worlds of 1."""
     out = tmp_path / "launched"
     env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "configs/accelerate/cpu_2proc.yaml"), "-m", "scm_dist.cli_train",
-           "--config", str(REPO / "configs/experiments/synthetic_scm.yaml"),
-           f"data.train_dir={synthetic_shards}/train", f"data.val_dir={synthetic_shards}/val",
-           f"train.output_dir={out}", "train.max_steps=3", "data.batch_size=8",
-           "train.log_every=3", "eval.after_train=false", "train.expected_world_size=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs/accelerate/cpu_2proc.yaml"),
+        "-m",
+        "scm_dist.cli_train",
+        "--config",
+        str(REPO / "configs/experiments/synthetic_scm.yaml"),
+        f"data.train_dir={synthetic_shards}/train",
+        f"data.val_dir={synthetic_shards}/val",
+        f"train.output_dir={out}",
+        "train.max_steps=3",
+        "data.batch_size=8",
+        "train.log_every=3",
+        "eval.after_train=false",
+        "train.expected_world_size=2",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trainer_state = torch.load(out / "checkpoints/step_00000003/trainer.pt", weights_only=False)
@@ -74,8 +91,9 @@ def test_accelerate_launch_two_processes_really_train_together(synthetic_shards,
 
 
 def test_bad_inputs_fail_before_work(synthetic_shards, tmp_path):
-    from scm_dist.engine import train
     from engine_workers import make_config
+
+    from scm_dist.engine import train
 
     cfg = make_config(str(synthetic_shards), str(tmp_path), ["train.global_batch_size=20"])
     with pytest.raises(ValueError, match="not divisible by data.batch_size x world size"):
@@ -90,14 +108,19 @@ def test_bad_inputs_fail_before_work(synthetic_shards, tmp_path):
 
 def test_fsdp_trains_and_resume_refuses_another_model_or_world(synthetic_shards, tmp_path):
     out = tmp_path / "fsdp"
-    job = dict(kind="train", shards=str(synthetic_shards), output_dir=str(out),
-               overrides=["train.max_steps=4", "train.sharding=fsdp", "train.log_every=2"])
+    job = dict(
+        kind="train",
+        shards=str(synthetic_shards),
+        output_dir=str(out),
+        overrides=["train.max_steps=4", "train.sharding=fsdp", "train.log_every=2"],
+    )
     assert run_ranks(job, 2)[0]["status"] == "completed"
     state = _weights(out / "model_final.pt")
     assert state["blocks.0.attn.qkv.weight"].shape == (576, 192) and "scm.layers.0.t" in state
 
-    other_model = dict(job, overrides=job["overrides"] + ["model.name=deit_tscam_tiny_patch16_224",
-                                                          "train.max_steps=6"])
+    other_model = dict(
+        job, overrides=job["overrides"] + ["model.name=deit_tscam_tiny_patch16_224", "train.max_steps=6"]
+    )
     with pytest.raises(RuntimeError, match="was written for model='deit_scm_tiny_patch16_224'"):
         run_ranks(other_model, 2)
     with pytest.raises(RuntimeError, match="optimizer state sharded over 2 processes"):

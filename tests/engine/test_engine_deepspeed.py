@@ -1,17 +1,26 @@
 """DeepSpeed ZeRO-2 / ZeRO-3 in bf16 on 2 CPU processes (gloo); consolidation and export."""
+
 import timm
 import torch
+from dist import run_ranks
 
 import scm_dist  # noqa: F401
-from dist import run_ranks
 from scm_dist.export import export_encoder
 
 
 def _ds_job(shards, output_dir, stage, kind="train"):
-    return dict(kind=kind, shards=str(shards), output_dir=str(output_dir),
-                overrides=["train.engine=deepspeed", "train.precision=bf16",
-                           f"train.deepspeed_config=configs/deepspeed/zero{stage}.json",
-                           "train.max_steps=6", "train.log_every=3"])
+    return dict(
+        kind=kind,
+        shards=str(shards),
+        output_dir=str(output_dir),
+        overrides=[
+            "train.engine=deepspeed",
+            "train.precision=bf16",
+            f"train.deepspeed_config=configs/deepspeed/zero{stage}.json",
+            "train.max_steps=6",
+            "train.log_every=3",
+        ],
+    )
 
 
 def test_zero2_bf16_trains(synthetic_shards, tmp_path):
@@ -24,8 +33,7 @@ def test_zero2_bf16_trains(synthetic_shards, tmp_path):
     assert "scm.layers.3.t" in state
 
 
-def test_zero3_partitions_scm_and_consolidated_export_matches_live_model(synthetic_shards,
-                                                                         tmp_path):
+def test_zero3_partitions_scm_and_consolidated_export_matches_live_model(synthetic_shards, tmp_path):
     out = tmp_path / "zero3"
     summaries = run_ranks(_ds_job(synthetic_shards, out, 3, kind="train_snapshot"), 2)
     assert summaries[0]["status"] == "completed"
@@ -45,14 +53,18 @@ def test_zero3_partitions_scm_and_consolidated_export_matches_live_model(synthet
         assert torch.equal(full[name].to(torch.bfloat16), value), name
 
     export_encoder(out / "model_final.pt", tmp_path / "infer.pt")
-    model = timm.create_model("deit_scm_tiny_patch16_224", pretrained=True, num_classes=10,
-                              img_size=64, depth=3,
-                              pretrained_cfg_overlay=dict(file=str(tmp_path / "infer.pt")))
+    model = timm.create_model(
+        "deit_scm_tiny_patch16_224",
+        pretrained=True,
+        num_classes=10,
+        img_size=64,
+        depth=3,
+        pretrained_cfg_overlay=dict(file=str(tmp_path / "infer.pt")),
+    )
     model = model.to(torch.bfloat16).eval()  # the live DeepSpeed module computes in bf16
     with torch.no_grad():
         out_exported = model(live["images"].to(torch.bfloat16))
     # same weights, same dtype; ZeRO-3 runs linears through its own autograd function
     # (matmul, then bias), so bf16 rounding differs: equal up to bf16 noise
     scale = live["cams"].abs().max().item()
-    torch.testing.assert_close(out_exported.cams.float(), live["cams"], rtol=0,
-                               atol=0.1 * scale)
+    torch.testing.assert_close(out_exported.cams.float(), live["cams"], rtol=0, atol=0.1 * scale)

@@ -1,13 +1,14 @@
 """scm-eval end to end: real shards, real model, 1, 2 and 3 ranks give identical results."""
+
 import json
 
 import pytest
 import timm
 import torch
-
-import scm_dist  # noqa: F401
 from dist import run_ranks
 from engine_workers import make_config
+
+import scm_dist  # noqa: F401
 from scm_dist.evaluation.run import evaluate
 
 
@@ -24,8 +25,13 @@ def test_one_two_three_ranks_identical(synthetic_shards, checkpoint, tmp_path):
     outputs = {}
     for world in (1, 2, 3):
         out = tmp_path / f"w{world}"
-        job = dict(kind="evaluate", shards=str(synthetic_shards), output_dir=str(out),
-                   checkpoint=str(checkpoint), overrides=["data.eval_batch_size=7"])
+        job = dict(
+            kind="evaluate",
+            shards=str(synthetic_shards),
+            output_dir=str(out),
+            checkpoint=str(checkpoint),
+            overrides=["data.eval_batch_size=7"],
+        )
         run_ranks(job, world)
         results = json.loads((out / "eval" / "results.json").read_text())
         assert results.pop("world_size") == world
@@ -34,8 +40,15 @@ def test_one_two_three_ranks_identical(synthetic_shards, checkpoint, tmp_path):
     assert outputs[1]["num_images"] == 48
     assert outputs[1] == outputs[2] == outputs[3]
     wsol = outputs[1]["protocols"]["wsol"]
-    assert set(wsol) >= {"MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "Top-5 Loc",
-                         "Top-1 Cls", "Top-5 Cls"}
+    assert set(wsol) >= {
+        "MaxBoxAcc",
+        "MaxBoxAccV2",
+        "GT-known Loc",
+        "Top-1 Loc",
+        "Top-5 Loc",
+        "Top-1 Cls",
+        "Top-5 Cls",
+    }
     assert (tmp_path / "w1/eval/threshold_curves.png").stat().st_size > 0
     assert len(list((tmp_path / "w1/eval/pictures").glob("*.png"))) == 8
 

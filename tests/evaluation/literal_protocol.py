@@ -1,6 +1,7 @@
 """The protocol done literally, written for the tests: per CAM threshold, threshold the
 uint8 map and run OpenCV's findContours (the structure of wsolevaluation's
 compute_bboxes_from_scoremaps), then match boxes with GT boxes (calculate_multiple_iou)."""
+
 import cv2
 import numpy as np
 
@@ -11,10 +12,10 @@ def literal_boxes(scoremap, taus, multi_contour):
     image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
     per_tau = []
     for tau in taus:
-        _, binary = cv2.threshold(src=image, thresh=int(tau * np.max(image)), maxval=255,
-                                  type=cv2.THRESH_BINARY)
-        contours = cv2.findContours(image=binary, mode=cv2.RETR_TREE,
-                                    method=cv2.CHAIN_APPROX_SIMPLE)[0]
+        _, binary = cv2.threshold(
+            src=image, thresh=int(tau * np.max(image)), maxval=255, type=cv2.THRESH_BINARY
+        )
+        contours = cv2.findContours(image=binary, mode=cv2.RETR_TREE, method=cv2.CHAIN_APPROX_SIMPLE)[0]
         if len(contours) == 0:
             per_tau.append(np.asarray([[0, 0, 0, 0]]))
             continue
@@ -43,8 +44,9 @@ def multiple_iou(box_a, box_b):
 
 def literal_ious(scoremap, taus, gt_boxes, multi_contour):
     """Per tau, the best IoU over the produced boxes and the GT boxes."""
-    return np.array([multiple_iou(boxes, gt_boxes).max()
-                     for boxes in literal_boxes(scoremap, taus, multi_contour)])
+    return np.array(
+        [multiple_iou(boxes, gt_boxes).max() for boxes in literal_boxes(scoremap, taus, multi_contour)]
+    )
 
 
 def literal_counts(scoremaps, gt_boxes, taus, iou_thresholds, multi_contour):

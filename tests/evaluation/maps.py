@@ -1,4 +1,5 @@
 """Random and structured score maps in [0, 1] for the identity tests."""
+
 import cv2
 import numpy as np
 
@@ -17,7 +18,7 @@ def smooth_upsampled(rng, grid=14, size=224):
     for _ in range(rng.integers(1, 4)):
         cy, cx = rng.uniform(0, grid, 2)
         sigma = rng.uniform(0.7, 3.5)
-        values += rng.uniform(0.3, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+        values += rng.uniform(0.3, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
     values += rng.uniform(0, 0.2, (grid, grid)).astype(np.float32)
     return normalise(cv2.resize(values, (size, size), interpolation=cv2.INTER_LINEAR))
 
@@ -60,8 +61,12 @@ def border_blobs(rng, size=36):
     """Blobs centred on the image border and corners."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     values = np.zeros((size, size), np.float32)
-    for cy, cx in [(0, rng.uniform(0, size)), (size - 1, rng.uniform(0, size)),
-                   (rng.uniform(0, size), size - 1), (size - 1, size - 1)]:
+    for cy, cx in [
+        (0, rng.uniform(0, size)),
+        (size - 1, rng.uniform(0, size)),
+        (rng.uniform(0, size), size - 1),
+        (size - 1, size - 1),
+    ]:
         values += rng.uniform(0.4, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30)
     return normalise(values)
 
@@ -72,7 +77,7 @@ def tied_maxima(rng, size=30):
     for _ in range(rng.integers(2, 5)):
         y, x = rng.integers(0, size - 3, 2)
         h, w = rng.integers(1, 4, 2)
-        values[y:y + h, x:x + w] = 1.0
+        values[y : y + h, x : x + w] = 1.0
     return values
 
 

@@ -1,10 +1,11 @@
 """BoxAccuracy: hand-checked cases, the literal protocol, merging, bad input."""
+
 import numpy as np
 import pytest
 import torch
-
 from literal_protocol import literal_counts
 from maps import smooth_upsampled
+
 from scm_dist.evaluation import BoxAccuracy
 
 
@@ -17,14 +18,17 @@ def two_blobs():
 
 
 def test_two_blobs_largest_contour_versus_all_contours():
-    gt = [np.array([[2, 2, 6, 6]])]                 # the small blob
+    gt = [np.array([[2, 2, 6, 6]])]  # the small blob
     largest = BoxAccuracy((50,), multi_contour=False)
     largest.update(two_blobs()[None], gt)
     every = BoxAccuracy((50,), multi_contour=True)
     every.update(two_blobs()[None], gt)
     assert largest.compute()["per_iou"][50]["acc"] == 0.0
-    assert every.compute() == {"per_iou": {50: {"acc": 100.0, "cam_threshold": 0.0}},
-                               "mean": 100.0, "num_images": 1}
+    assert every.compute() == {
+        "per_iou": {50: {"acc": 100.0, "cam_threshold": 0.0}},
+        "mean": 100.0,
+        "num_images": 1,
+    }
     # the large blob is the largest contour: a GT on it is found either way
     on_large = BoxAccuracy((50,), multi_contour=False)
     on_large.update(two_blobs()[None], [np.array([[12, 10, 20, 16]])])
@@ -32,13 +36,13 @@ def test_two_blobs_largest_contour_versus_all_contours():
 
 
 def test_constant_maps():
-    zeros = np.zeros((1, 10, 12), np.float32)      # no contour at any threshold: [0,0,0,0]
+    zeros = np.zeros((1, 10, 12), np.float32)  # no contour at any threshold: [0,0,0,0]
     meter = BoxAccuracy((30, 50))
     meter.update(zeros, [np.array([[0, 0, 1, 1]])])  # IoU 1/4 with [0, 0, 0, 0]
     assert meter.correct.sum() == 0
     meter.update(zeros, [np.array([[0, 0, 0, 0]])])
     assert meter.compute()["per_iou"][50]["acc"] == 50.0
-    ones = np.ones((1, 10, 12), np.float32)        # whole frame: box clipped to W-1, H-1
+    ones = np.ones((1, 10, 12), np.float32)  # whole frame: box clipped to W-1, H-1
     meter = BoxAccuracy((50,), multi_contour=False)
     meter.update(ones, [np.array([[0, 0, 11, 9]])])
     assert meter.correct.tolist() == [[1] * 100]
@@ -46,7 +50,7 @@ def test_constant_maps():
 
 def test_map_touching_the_border():
     scoremap = np.zeros((1, 20, 20), np.float32)
-    scoremap[0, 10:20, 15:20] = 1.0                 # box [15, 10, 20, 20] clipped to 19
+    scoremap[0, 10:20, 15:20] = 1.0  # box [15, 10, 20, 20] clipped to 19
     exact = BoxAccuracy((100,), multi_contour=False)
     exact.update(scoremap, [np.array([[15, 10, 19, 19]])])
     assert exact.compute()["per_iou"][100]["acc"] == 100.0
@@ -55,7 +59,7 @@ def test_map_touching_the_border():
     result = half.compute()["per_iou"]
     assert (result[50]["acc"], result[70]["acc"]) == (100.0, 0.0)
     top_left = np.zeros((1, 20, 20), np.float32)
-    top_left[0, 0:3, 0:4] = 1.0                     # x1 = 0 + 4 = 4, y1 = 3: not clipped
+    top_left[0, 0:3, 0:4] = 1.0  # x1 = 0 + 4 = 4, y1 = 3: not clipped
     meter = BoxAccuracy((100,))
     meter.update(top_left, [np.array([[0, 0, 4, 3]])])
     assert meter.compute()["mean"] == 100.0
@@ -80,12 +84,14 @@ def test_best_gt_box_counts():
 def test_counts_equal_the_literal_protocol_and_merge_in_any_split(multi_contour):
     rng = np.random.default_rng(11)
     maps = np.stack([smooth_upsampled(rng, grid=8, size=64) for _ in range(9)])
-    boxes = [np.array([[8, 10, 40, 50]]), np.array([[0, 0, 63, 63], [20, 20, 30, 30]])] * 4 + \
-        [np.array([[30, 5, 60, 25]])]
+    boxes = [np.array([[8, 10, 40, 50]]), np.array([[0, 0, 63, 63], [20, 20, 30, 30]])] * 4 + [
+        np.array([[30, 5, 60, 25]])
+    ]
     whole = BoxAccuracy((30, 50, 70), multi_contour=multi_contour)
     whole.update(maps, boxes)
     np.testing.assert_array_equal(
-        whole.correct, literal_counts(maps, boxes, whole.taus, (30, 50, 70), multi_contour))
+        whole.correct, literal_counts(maps, boxes, whole.taus, (30, 50, 70), multi_contour)
+    )
     for cuts in ([4], [1, 2, 8], [0, 9]):
         merged = BoxAccuracy((30, 50, 70), multi_contour=multi_contour)
         for start, stop in zip([0, *cuts], [*cuts, 9]):
@@ -114,19 +120,22 @@ def test_worker_processes_give_the_same_counts():
     np.testing.assert_array_equal(pooled.counts(), alone.counts())
 
 
-@pytest.mark.parametrize("maps, boxes, message", [
-    (np.full((1, 4, 4), np.nan, np.float32), [np.array([[0, 0, 1, 1]])], "non-finite"),
-    (np.full((1, 4, 4), 1.5, np.float32), [np.array([[0, 0, 1, 1]])], r"\[0, 1\]"),
-    (np.full((1, 4, 4), -0.1, np.float32), [np.array([[0, 0, 1, 1]])], r"\[0, 1\]"),
-    (np.zeros((4, 4), np.float32), [np.array([[0, 0, 1, 1]])], r"\[B, H, W\]"),
-    (np.zeros((1, 4, 4), np.uint8), [np.array([[0, 0, 1, 1]])], "floats"),
-    (np.zeros((1, 4, 4), np.float32), [np.array([[3, 0, 1, 1]])], "x1 < x0"),
-    (np.zeros((1, 4, 4), np.float32), [np.zeros((0, 4))], "empty"),
-    (np.zeros((2, 4, 4), np.float32), [np.array([[0, 0, 1, 1]])], "1 GT box lists for 2"),
-    (np.zeros((1, 4, 4), np.float32), [np.array([[-1, 0, 1, 1]])], "negative"),
-    (np.zeros((1, 4, 4), np.float32), [np.array([[0, np.inf, 1, 1]])], "non-finite"),
-    (np.zeros((1, 4, 4), np.float32), [np.array([[0, 0, 1]])], r"\(n, 4\)"),
-])
+@pytest.mark.parametrize(
+    "maps, boxes, message",
+    [
+        (np.full((1, 4, 4), np.nan, np.float32), [np.array([[0, 0, 1, 1]])], "non-finite"),
+        (np.full((1, 4, 4), 1.5, np.float32), [np.array([[0, 0, 1, 1]])], r"\[0, 1\]"),
+        (np.full((1, 4, 4), -0.1, np.float32), [np.array([[0, 0, 1, 1]])], r"\[0, 1\]"),
+        (np.zeros((4, 4), np.float32), [np.array([[0, 0, 1, 1]])], r"\[B, H, W\]"),
+        (np.zeros((1, 4, 4), np.uint8), [np.array([[0, 0, 1, 1]])], "floats"),
+        (np.zeros((1, 4, 4), np.float32), [np.array([[3, 0, 1, 1]])], "x1 < x0"),
+        (np.zeros((1, 4, 4), np.float32), [np.zeros((0, 4))], "empty"),
+        (np.zeros((2, 4, 4), np.float32), [np.array([[0, 0, 1, 1]])], "1 GT box lists for 2"),
+        (np.zeros((1, 4, 4), np.float32), [np.array([[-1, 0, 1, 1]])], "negative"),
+        (np.zeros((1, 4, 4), np.float32), [np.array([[0, np.inf, 1, 1]])], "non-finite"),
+        (np.zeros((1, 4, 4), np.float32), [np.array([[0, 0, 1]])], r"\(n, 4\)"),
+    ],
+)
 def test_bad_input_is_refused_with_a_clear_error(maps, boxes, message):
     with pytest.raises(ValueError, match=message):
         BoxAccuracy().update(maps, boxes)

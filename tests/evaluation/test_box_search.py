@@ -1,10 +1,19 @@
 """The fast box search gives the literal protocol's boxes and IoUs at every threshold."""
+
 import numpy as np
 import pytest
-
 from literal_protocol import literal_boxes, literal_ious
-from maps import (noise, quantised_noise, random_gt, rings, smooth_upsampled, structured_maps,
-                  thin_lines, tied_maxima)
+from maps import (
+    noise,
+    quantised_noise,
+    random_gt,
+    rings,
+    smooth_upsampled,
+    structured_maps,
+    thin_lines,
+    tied_maxima,
+)
+
 from scm_dist.evaluation.box_search.components import component_sweep
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
 from scm_dist.evaluation.search import map_ious, maps_ious
@@ -34,8 +43,9 @@ def test_identity_on_noise_of_many_sizes(seed):
     rng = np.random.default_rng(100 + seed)
     for _ in range(25):
         shape = tuple(int(v) for v in rng.integers(1, 40, 2))
-        scoremap = noise(rng, shape) if rng.random() < 0.5 else \
-            quantised_noise(rng, shape, int(rng.integers(2, 6)))
+        scoremap = (
+            noise(rng, shape) if rng.random() < 0.5 else quantised_noise(rng, shape, int(rng.integers(2, 6)))
+        )
         assert_identical(scoremap, random_gt(rng, shape, most=3))
 
 
@@ -74,8 +84,8 @@ def ring_and_blob(blob_value):
     outer contour area: the literal protocol picks the ring."""
     scoremap = np.zeros((40, 60), np.float32)
     scoremap[5:25, 5:25] = 1.0
-    scoremap[6:24, 6:24] = 0.0                   # ring: 76 pixels, contour area 361
-    scoremap[8:26, 35:55] = blob_value           # blob: 360 pixels, contour area 323
+    scoremap[6:24, 6:24] = 0.0  # ring: 76 pixels, contour area 361
+    scoremap[8:26, 35:55] = blob_value  # blob: 360 pixels, contour area 323
     return scoremap
 
 
@@ -84,8 +94,7 @@ def test_holes_count_in_the_largest_contour(blob_value):
     scoremap = ring_and_blob(blob_value)
     quantized = quantize(scoremap)
     levels = np.unique(integer_thresholds(TAUS, quantized))
-    _, _, _, holes, uncertain = component_sweep(quantized, levels, np.zeros((1, 4), np.int64),
-                                                True, False)
+    _, _, _, holes, uncertain = component_sweep(quantized, levels, np.zeros((1, 4), np.int64), True, False)
     assert holes.all() and uncertain.any()
     fast = map_ious(quantized, TAUS, np.array([[5, 5, 25, 25]]), multi_contour=True)
     np.testing.assert_array_equal(fast.largest_boxes[0], [5, 5, 25, 25])
@@ -99,9 +108,17 @@ def test_many_maps_in_one_call_equal_the_literal_protocol_map_by_map():
     """One call reuses its work arrays map after map; GT boxes shared by several maps,
     multi-contour on some: every map's results are still its own literal ones."""
     rng = np.random.default_rng(11)
-    maps = [rings(rng, 40), thin_lines(rng, 40), tied_maxima(rng, 40), noise(rng, (40, 40)),
-            quantised_noise(rng, (40, 40), 3), smooth_upsampled(rng, grid=8, size=40),
-            ring_and_blob(1.0)[:40, :40], np.zeros((40, 40), np.float32), rings(rng, 40)]
+    maps = [
+        rings(rng, 40),
+        thin_lines(rng, 40),
+        tied_maxima(rng, 40),
+        noise(rng, (40, 40)),
+        quantised_noise(rng, (40, 40), 3),
+        smooth_upsampled(rng, grid=8, size=40),
+        ring_and_blob(1.0)[:40, :40],
+        np.zeros((40, 40), np.float32),
+        rings(rng, 40),
+    ]
     gt = [random_gt(rng, (40, 40), most=3) for _ in range(4)]
     owner = rng.integers(0, len(gt), len(maps))
     multi = np.arange(len(maps)) % 2 == 0
@@ -109,7 +126,6 @@ def test_many_maps_in_one_call_equal_the_literal_protocol_map_by_map():
     for i, scoremap in enumerate(maps):
         largest = np.concatenate(literal_boxes(scoremap, TAUS, multi_contour=False))
         np.testing.assert_array_equal(found.largest_boxes[i], largest)
-        np.testing.assert_array_equal(found.largest_iou[i],
-                                      literal_ious(scoremap, TAUS, gt[owner[i]], False))
+        np.testing.assert_array_equal(found.largest_iou[i], literal_ious(scoremap, TAUS, gt[owner[i]], False))
         every = literal_ious(scoremap, TAUS, gt[owner[i]], True) if multi[i] else -1.0
         np.testing.assert_array_equal(found.all_iou[i], np.broadcast_to(every, TAUS.shape))

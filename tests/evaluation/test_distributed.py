@@ -1,4 +1,5 @@
 """1, 2 and 3 gloo ranks with uneven splits of 10 images give identical results JSON."""
+
 import json
 import os
 import socket
@@ -39,8 +40,9 @@ def rank_main(rank, world, port, out_dir):
         all_reduce_counts(meter)
         if rank == 0:
             with open(os.path.join(out_dir, f"world{world}.json"), "w") as handle:
-                json.dump({"localization": evaluator.compute(), "box": meter.compute()},
-                          handle, sort_keys=True)
+                json.dump(
+                    {"localization": evaluator.compute(), "box": meter.compute()}, handle, sort_keys=True
+                )
     finally:
         dist.destroy_process_group()
 
@@ -55,8 +57,9 @@ def free_port():
 def test_one_two_and_three_ranks_give_identical_json(tmp_path):
     for world in SPLITS:
         # fork: the ranks start at once, with everything already imported
-        mp.start_processes(rank_main, args=(world, free_port(), str(tmp_path)), nprocs=world,
-                           join=True, start_method="fork")
+        mp.start_processes(
+            rank_main, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True, start_method="fork"
+        )
     texts = {world: (tmp_path / f"world{world}.json").read_text() for world in SPLITS}
     assert texts[1] == texts[2] == texts[3]
     results = json.loads(texts[1])

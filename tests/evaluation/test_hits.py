@@ -1,14 +1,15 @@
 """Hits per IoU threshold (the counting path, which skips hole boxes that cannot change
 a hit) equal the literal protocol's; the hole sweep stops where asked."""
+
 import numpy as np
 import pytest
-
 from literal_protocol import literal_ious
 from maps import noise, quantised_noise, random_gt, rings, smooth_upsampled, structured_maps
+
 from scm_dist.evaluation.box_search.holes import hole_sweep
 from scm_dist.evaluation.box_search.union_find import _descending_order, workspace
 from scm_dist.evaluation.quantize import cam_thresholds, integer_thresholds, quantize
-from scm_dist.evaluation.search import map_hits, map_ious
+from scm_dist.evaluation.search import map_hits
 
 TAUS = cam_thresholds(0.01)
 
@@ -47,7 +48,7 @@ def thick_ring():
 
 
 def test_a_hole_box_is_the_only_hit_above_the_outer_box():
-    gt = np.array([[9, 9, 31, 31]])              # IoU 1 with the hole, 529/1369 with the ring
+    gt = np.array([[9, 9, 31, 31]])  # IoU 1 with the hole, 529/1369 with the ring
     largest, every = map_hits(quantize(thick_ring()), TAUS, gt, (30, 50, 70), True)
     assert largest[0].all() and not largest[1:].any()
     assert every.all()
@@ -70,6 +71,12 @@ def test_hole_sweep_answers_only_the_wanted_thresholds():
     image = quantize(thick_ring())
     levels = np.unique(integer_thresholds(TAUS, image))
     work = workspace(*image.shape)
-    best = hole_sweep(image, _descending_order(image, work[-1]), levels,
-                      np.array([[9, 9, 31, 31]]), np.ones(levels.size, np.bool_), work)
-    assert levels.size == 100 and (best == 1.0).all()     # the hole at every level
+    best = hole_sweep(
+        image,
+        _descending_order(image, work[-1]),
+        levels,
+        np.array([[9, 9, 31, 31]]),
+        np.ones(levels.size, np.bool_),
+        work,
+    )
+    assert levels.size == 100 and (best == 1.0).all()  # the hole at every level

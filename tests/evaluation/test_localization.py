@@ -1,12 +1,13 @@
 """LocalizationEvaluator: both protocols against a direct implementation, hand cases."""
+
 import json
 
 import cv2
 import numpy as np
 import pytest
 import torch
-
 from literal_protocol import literal_boxes, literal_ious
+
 from scm_dist.evaluation import LocalizationEvaluator, format_table
 from scm_dist.evaluation.quantize import cam_thresholds
 
@@ -15,8 +16,7 @@ SIZE = (48, 64)
 
 def reference_scoremap(class_map, size):
     """Resize bilinear, then min-max as the reference implementation does."""
-    cam = cv2.resize(class_map.astype(np.float32), (size[1], size[0]),
-                     interpolation=cv2.INTER_LINEAR)
+    cam = cv2.resize(class_map.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     if cam.min() == cam.max():
         return np.zeros_like(cam)
     cam -= cam.min()
@@ -28,8 +28,7 @@ def direct_metrics(logits, cams, labels, boxes, ious=(30, 50, 70), ks=(1, 5)):
     """Every count, image by image, straight from the protocol text."""
     taus = cam_thresholds(0.01)
     n = len(labels)
-    ranked = [sorted(range(logits.shape[1]), key=lambda c: (-logits[b, c], c))
-              for b in range(n)]
+    ranked = [sorted(range(logits.shape[1]), key=lambda c: (-logits[b, c], c)) for b in range(n)]
 
     def hits(b, c, multi):
         iou = literal_ious(reference_scoremap(cams[b, c], SIZE), taus, boxes[b], multi)
@@ -63,11 +62,9 @@ def random_batch(seed, n=7, k=6):
 def test_every_metric_equals_the_direct_implementation():
     logits, cams, labels, boxes = random_batch(0)
     evaluator = LocalizationEvaluator(image_size=SIZE)
-    evaluator.update(torch.from_numpy(logits), torch.from_numpy(cams), torch.from_numpy(labels),
-                     boxes)
+    evaluator.update(torch.from_numpy(logits), torch.from_numpy(cams), torch.from_numpy(labels), boxes)
     view = evaluator.layout.views(evaluator.counts())
-    taus, gt_known, gt_known_all, loc, release, release_loc, cls = direct_metrics(
-        logits, cams, labels, boxes)
+    taus, gt_known, gt_known_all, loc, release, release_loc, cls = direct_metrics(logits, cams, labels, boxes)
     np.testing.assert_array_equal(view["wsol_gt_known"], gt_known)
     np.testing.assert_array_equal(view["wsol_gt_known_all"], gt_known_all)
     for i, k in enumerate((1, 5)):
@@ -79,8 +76,7 @@ def test_every_metric_equals_the_direct_implementation():
     n = len(labels)
     best = int(np.argmax(gt_known[1]))
     wsol = results["protocols"]["wsol"]
-    assert wsol["MaxBoxAcc"] == {"acc": gt_known[1].max() * 100.0 / n,
-                                 "cam_threshold": taus[best], "iou": 50}
+    assert wsol["MaxBoxAcc"] == {"acc": gt_known[1].max() * 100.0 / n, "cam_threshold": taus[best], "iou": 50}
     assert wsol["Top-1 Loc"]["acc"] == loc[1][1, best] * 100.0 / n
     assert wsol["MaxBoxAccV2"]["acc"] == np.mean([row.max() * 100.0 / n for row in gt_known_all])
     release_50 = results["protocols"]["scm-release"]["GT-known Top-5"]
@@ -94,8 +90,8 @@ def test_every_metric_equals_the_direct_implementation():
 def test_scm_release_counts_predicted_classes_maps():
     """The GT class (0) is ranked second; the top class's (1) map finds the object."""
     class_maps = np.zeros((1, 3, 6, 8), np.float32)
-    class_maps[0, 1, 1:4, 1:4] = 1.0                # predicted class: on the object
-    class_maps[0, 0, 4:6, 6:8] = 1.0                # GT class: elsewhere
+    class_maps[0, 1, 1:4, 1:4] = 1.0  # predicted class: on the object
+    class_maps[0, 0, 4:6, 6:8] = 1.0  # GT class: elsewhere
     logits = np.array([[1.0, 2.0, 0.0]], np.float32)
     object_box = literal_boxes(reference_scoremap(class_maps[0, 1], SIZE), [0.5], False)[0]
     evaluator = LocalizationEvaluator(image_size=SIZE, topk=(1, 2))
@@ -105,8 +101,8 @@ def test_scm_release_counts_predicted_classes_maps():
     assert results["wsol"]["Top-2 Loc"]["acc"] == 0.0
     release = results["scm-release"]
     assert release["GT-known Top-1"]["acc"] == 100.0
-    assert release["Top-1 Loc"]["acc"] == 0.0          # the label is not the top-1 class
-    assert release["Top-2 Loc"]["acc"] == 100.0        # label in top-2, a top-2 map hits
+    assert release["Top-1 Loc"]["acc"] == 0.0  # the label is not the top-1 class
+    assert release["Top-2 Loc"]["acc"] == 100.0  # label in top-2, a top-2 map hits
     assert release["Top-1 Cls"] == 0.0 and release["Top-2 Cls"] == 100.0
 
 

@@ -1,10 +1,10 @@
 """PNG panels and threshold curves are written and show the boxes."""
+
 import cv2
 import numpy as np
 import pytest
 
-from scm_dist.evaluation import (LocalizationEvaluator, localization_box, save_panel,
-                                 save_threshold_curves)
+from scm_dist.evaluation import LocalizationEvaluator, localization_box, save_panel, save_threshold_curves
 
 
 def colour_pixels(path, bgr):
@@ -19,24 +19,35 @@ def test_panel_shows_gt_in_green_and_prediction_in_red(tmp_path):
     scores, box = localization_box(class_map, (112, 112), 0.5)
     assert scores.shape == (112, 112) and box[2] > box[0] and box[3] > box[1]
     image = np.full((112, 112, 3), 128, np.uint8)
-    plain = save_panel(tmp_path / "plain.png", image, class_map, class_map, scores,
-                       np.zeros((0, 4)), np.zeros((0, 4)))
-    path = save_panel(tmp_path / "panels" / "0.png", image, attention=np.random.rand(7, 7),
-                      class_map=class_map, localization_map=scores,
-                      gt_boxes=np.array([[10, 10, 60, 50]]), predicted_box=box, title="img 0")
+    plain = save_panel(
+        tmp_path / "plain.png", image, class_map, class_map, scores, np.zeros((0, 4)), np.zeros((0, 4))
+    )
+    path = save_panel(
+        tmp_path / "panels" / "0.png",
+        image,
+        attention=np.random.rand(7, 7),
+        class_map=class_map,
+        localization_map=scores,
+        gt_boxes=np.array([[10, 10, 60, 50]]),
+        predicted_box=box,
+        title="img 0",
+    )
     assert path.exists()
     assert colour_pixels(path, (0, 255, 0)) > 100 + colour_pixels(plain, (0, 255, 0))
     assert colour_pixels(path, (0, 0, 255)) > 100 + colour_pixels(plain, (0, 0, 255))
     with pytest.raises(ValueError, match="uint8"):
-        save_panel(tmp_path / "bad.png", image[..., 0], class_map, class_map, scores,
-                   np.zeros((0, 4)), box)
+        save_panel(tmp_path / "bad.png", image[..., 0], class_map, class_map, scores, np.zeros((0, 4)), box)
 
 
 def test_threshold_curves_png(tmp_path):
     rng = np.random.default_rng(0)
     evaluator = LocalizationEvaluator(image_size=(32, 32))
-    evaluator.update(rng.normal(size=(3, 5)), rng.normal(size=(3, 5, 4, 4)), np.array([0, 1, 2]),
-                     [np.array([[2, 2, 20, 20]])] * 3)
+    evaluator.update(
+        rng.normal(size=(3, 5)),
+        rng.normal(size=(3, 5, 4, 4)),
+        np.array([0, 1, 2]),
+        [np.array([[2, 2, 20, 20]])] * 3,
+    )
     curves = evaluator.curves()
     assert set(curves) >= {"wsol GT-known (largest contour)", "scm-release GT-known Top-5"}
     path = save_threshold_curves(tmp_path / "curves.png", evaluator.settings.taus, curves)

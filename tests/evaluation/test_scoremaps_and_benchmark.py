@@ -1,4 +1,5 @@
 """Score-map preparation matches the reference float32 steps; the benchmark runs."""
+
 import numpy as np
 
 from scm_dist.evaluation.benchmark import run
@@ -12,7 +13,7 @@ def test_fused_quantisation_equals_resize_minmax_then_uint8():
         scale, offset = rng.uniform(1e-3, 1e3), rng.normal() * rng.uniform(0, 1e3)
         class_map = (rng.normal(size=(7, 9)) * scale + offset).astype(np.float32)
         if index % 50 == 0:
-            class_map[:] = offset                     # constant: all zeros
+            class_map[:] = offset  # constant: all zeros
         size = (int(rng.integers(8, 120)), int(rng.integers(8, 120)))
         reference = quantize(scoremap(class_map, size))
         np.testing.assert_array_equal(quantized_scoremaps(class_map[None], size)[0], reference)
@@ -31,10 +32,24 @@ def test_quantised_maps_of_one_call_are_each_maps_own():
 
 
 def test_benchmark_reports_identical_counts_and_rates():
-    result = run(["--images", "6", "--literal-images", "3", "--classes", "8", "--grid", "7",
-                  "--size", "56", "--workers", "2", "--json"])
+    result = run(
+        [
+            "--images",
+            "6",
+            "--literal-images",
+            "3",
+            "--classes",
+            "8",
+            "--grid",
+            "7",
+            "--size",
+            "56",
+            "--workers",
+            "2",
+            "--json",
+        ]
+    )
     assert result["identical_counts"] is True
     assert result["setup"]["cam_thresholds"] == 100
     assert result["fast_images_per_s"] > 0 and result["literal_images_per_s"] > 0
-    assert set(result["projected_50k_val_s"]) == {"literal_one_core", "fast_one_core",
-                                                  "fast_pool_2"}
+    assert set(result["projected_50k_val_s"]) == {"literal_one_core", "fast_one_core", "fast_pool_2"}

@@ -1,4 +1,5 @@
 """scm-submit without a cluster: sweeps, resources, the dry-run script, bad input."""
+
 from __future__ import annotations
 
 import os
@@ -27,23 +28,30 @@ def test_grid_sweep_is_every_combination_with_distinct_tags(tmp_path):
     path.write_text("optim.lr: [1.0e-4, 3.0e-4]\nseed: [0, 1]\n")
     points = load_sweep(path)
     assert [p.values for p in points] == [
-        {"optim.lr": 1e-4, "seed": 0}, {"optim.lr": 1e-4, "seed": 1},
-        {"optim.lr": 3e-4, "seed": 0}, {"optim.lr": 3e-4, "seed": 1}]
-    assert [p.tag for p in points] == ["0_lr=0.0001_seed=0", "1_lr=0.0001_seed=1",
-                                       "2_lr=0.0003_seed=0", "3_lr=0.0003_seed=1"]
+        {"optim.lr": 1e-4, "seed": 0},
+        {"optim.lr": 1e-4, "seed": 1},
+        {"optim.lr": 3e-4, "seed": 0},
+        {"optim.lr": 3e-4, "seed": 1},
+    ]
+    assert [p.tag for p in points] == [
+        "0_lr=0.0001_seed=0",
+        "1_lr=0.0001_seed=1",
+        "2_lr=0.0003_seed=0",
+        "3_lr=0.0003_seed=1",
+    ]
 
 
 def test_list_sweep_gives_one_config_per_entry_in_its_own_dir(tmp_path, cfg_file):
     path = tmp_path / "s.yaml"
     path.write_text("- {optim.lr: 0.5, train.epochs: 2}\n- {optim.lr: 0.25}\n")
     base = load_config(cfg_file, ["optim.lr=9"])
-    configs = plan_configs(base, load_sweep(path),
-                           lambda extra: load_config(cfg_file, ["optim.lr=9", *extra]))
+    configs = plan_configs(
+        base, load_sweep(path), lambda extra: load_config(cfg_file, ["optim.lr=9", *extra])
+    )
     assert [c.optim.lr for c in configs] == [0.5, 0.25]
     assert [c.train.epochs for c in configs] == [2, 30]
     root = tmp_path / "runs/tiny"
-    assert [c.train.output_dir for c in configs] == [str(root / "0_lr=0.5_epochs=2"),
-                                                      str(root / "1_lr=0.25")]
+    assert [c.train.output_dir for c in configs] == [str(root / "0_lr=0.5_epochs=2"), str(root / "1_lr=0.25")]
 
 
 @pytest.mark.parametrize("text", ["[]", "3", "- 1\n- 2\n", "optim.lr: []\n"])
@@ -65,12 +73,21 @@ def test_sweep_with_an_unknown_key_fails_before_submitting(tmp_path, cfg_file, c
 def test_one_task_per_gpu_unless_tasks_per_node_given():
     assert Resources(nodes=2, gpus_per_node=8).sbatch_parameters("x")["ntasks_per_node"] == 8
     assert Resources(nodes=2).sbatch_parameters("x")["ntasks_per_node"] == 1
-    params = Resources(nodes=3, tasks_per_node=4, partition="cpu", exclusive=True) \
-        .sbatch_parameters("x", "afterok:12")
-    assert params == dict(job_name="x", nodes=3, time=60, ntasks_per_node=4, signal_delay_s=120,
-                          srun_args=["--kill-on-bad-exit=1"], partition="cpu", exclusive=True,
-                          dependency="afterok:12",
-                          additional_parameters={"kill-on-invalid-dep": "yes"})
+    params = Resources(nodes=3, tasks_per_node=4, partition="cpu", exclusive=True).sbatch_parameters(
+        "x", "afterok:12"
+    )
+    assert params == dict(
+        job_name="x",
+        nodes=3,
+        time=60,
+        ntasks_per_node=4,
+        signal_delay_s=120,
+        srun_args=["--kill-on-bad-exit=1"],
+        partition="cpu",
+        exclusive=True,
+        dependency="afterok:12",
+        additional_parameters={"kill-on-invalid-dep": "yes"},
+    )
     with pytest.raises(SubmitError, match="at least 1"):
         Resources(nodes=0).sbatch_parameters("x")
     with pytest.raises(SubmitError, match="signal"):  # USR2 could come before start-up ends
@@ -79,17 +96,53 @@ def test_one_task_per_gpu_unless_tasks_per_node_given():
 
 
 def test_dry_run_prints_the_batch_script_and_submits_nothing(tmp_path, cfg_file, capsys):
-    rc = scm_submit(["--config", str(cfg_file), "--nodes", "2", "--gpus-per-node", "4",
-                     "--partition", "gpu", "--account", "proj", "--qos", "high", "--time", "90",
-                     "--constraint", "a100", "--mem", "64G", "--cpus-per-task", "6",
-                     "--exclusive", "--dry-run", "--eval-after", "--eval-gpus-per-node", "1"])
+    rc = scm_submit(
+        [
+            "--config",
+            str(cfg_file),
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "4",
+            "--partition",
+            "gpu",
+            "--account",
+            "proj",
+            "--qos",
+            "high",
+            "--time",
+            "90",
+            "--constraint",
+            "a100",
+            "--mem",
+            "64G",
+            "--cpus-per-task",
+            "6",
+            "--exclusive",
+            "--dry-run",
+            "--eval-after",
+            "--eval-gpus-per-node",
+            "1",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     train, evaluation = out.split("# evaluation batch script")
-    for line in ["--nodes=2", "--gpus-per-node=4", "--ntasks-per-node=4", "--partition=gpu",
-                 "--account=proj", "--qos=high", "--time=90", "--constraint=a100", "--mem=64G",
-                 "--cpus-per-task=6", "#SBATCH --exclusive", "--signal=USR2@120",
-                 "--job-name=tiny"]:
+    for line in [
+        "--nodes=2",
+        "--gpus-per-node=4",
+        "--ntasks-per-node=4",
+        "--partition=gpu",
+        "--account=proj",
+        "--qos=high",
+        "--time=90",
+        "--constraint=a100",
+        "--mem=64G",
+        "--cpus-per-task=6",
+        "#SBATCH --exclusive",
+        "--signal=USR2@120",
+        "--job-name=tiny",
+    ]:
         assert line in train
     assert "srun --unbuffered" in train and "submitit.core._submit" in train
     assert "--nodes=1" in evaluation and "--ntasks-per-node=1" in evaluation
@@ -109,16 +162,34 @@ def test_ports_come_from_the_job_id_and_stay_in_range():
     assert port_for_job("123") == 20123
     assert port_for_job("20123") == 20123
     assert all(20000 <= port_for_job(str(j)) < 40000 for j in (0, 19999, 987654321))
-    env = DistributedEnv(rank=3, world_size=8, local_rank=1, local_world_size=2,
-                         master_addr="gpu01", master_port=20042, job_id="42")
-    assert env.as_env() == {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1",
-                            "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "gpu01",
-                            "MASTER_PORT": "20042"}
+    env = DistributedEnv(
+        rank=3,
+        world_size=8,
+        local_rank=1,
+        local_world_size=2,
+        master_addr="gpu01",
+        master_port=20042,
+        job_id="42",
+    )
+    assert env.as_env() == {
+        "RANK": "3",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "gpu01",
+        "MASTER_PORT": "20042",
+    }
 
 
-@pytest.mark.parametrize("signals, requeue", [
-    ([signal.SIGUSR2], True), ([signal.SIGUSR1], True), ([signal.SIGTERM], False),
-    ([signal.SIGUSR2, signal.SIGTERM], False)])
+@pytest.mark.parametrize(
+    "signals, requeue",
+    [
+        ([signal.SIGUSR2], True),
+        ([signal.SIGUSR1], True),
+        ([signal.SIGTERM], False),
+        ([signal.SIGUSR2, signal.SIGTERM], False),
+    ],
+)
 def test_signals_only_set_the_stop_flag(signals, requeue):
     saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)}
     try:

@@ -5,6 +5,7 @@ fixed data set split across ranks (gradients all-reduced, step cfg.optim.lr), a 
 ``cfg.train.checkpoint_every`` steps, resume from it, stop on request at a step boundary.
 ``reference_weights(cfg, world_size)`` is the same math written directly, in one process.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,10 @@ def train(cfg, stop) -> dict:
         state = torch.load(ckpt)
         w, start = state["w"], state["step"]
     with open(out / f"starts_rank{rank}.txt", "a") as f:
-        f.write(f"{start} {os.environ.get('SLURM_RESTART_COUNT', '0')} {os.environ['MASTER_ADDR']} "
-                f"{os.environ['MASTER_PORT']} {os.environ['LOCAL_RANK']} {world} {os.getpid()}\n")
+        f.write(
+            f"{start} {os.environ.get('SLURM_RESTART_COUNT', '0')} {os.environ['MASTER_ADDR']} "
+            f"{os.environ['MASTER_PORT']} {os.environ['LOCAL_RANK']} {world} {os.getpid()}\n"
+        )
 
     def save(step: int) -> None:
         if rank == 0:

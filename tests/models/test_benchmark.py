@@ -1,10 +1,12 @@
 """`bench model` on a tiny size: three paths side by side, and the naive one keeps more."""
+
 from scm_dist.models.benchmark import PATHS, run
 
 
 def test_model_benchmark_reports_every_path_and_the_attention_memory_saving():
-    result = run(["--model", "deit_scm_tiny_patch16_224", "--batch", "1", "--img-size", "224",
-                  "--steps", "1"])
+    result = run(
+        ["--model", "deit_scm_tiny_patch16_224", "--batch", "1", "--img-size", "224", "--steps", "1"]
+    )
     cpu = result["cpu"]
     assert set(PATHS) <= set(cpu)
     for path in PATHS:

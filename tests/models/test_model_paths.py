@@ -1,5 +1,6 @@
 """Efficient path (fused attention, fast SCM) vs the naive one (materialised attention,
 literal SCM); gradcheck; bf16; bad input."""
+
 import pytest
 import timm
 import torch
@@ -40,7 +41,7 @@ def test_eval_maps_match_naive_and_gradients_of_attention():
     for model in (fused, naive):
         model.eval()
         out = model(images)
-        grad, = torch.autograd.grad(out.cams.sum() + out.attention.square().sum(), images)
+        (grad,) = torch.autograd.grad(out.cams.sum() + out.attention.square().sum(), images)
         outs.append((out, grad))
     (a, grad_a), (b, grad_b) = outs
     for field in ("logits", "cams", "attention", "class_maps"):
@@ -56,8 +57,10 @@ def test_attention_cam_equals_definition():
     model = DeiTWSOL(**TINY, attn_impl="naive").eval()
     images = torch.randn(2, 3, 32, 32)
     rows = []
-    hooks = [block.attn.register_forward_hook(lambda m, i, o: rows.append(o[1][:, 0, 1:]))
-             for block in model.blocks]
+    hooks = [
+        block.attn.register_forward_hook(lambda m, i, o: rows.append(o[1][:, 0, 1:]))
+        for block in model.blocks
+    ]
     _, attention = model.forward_features(images)
     for hook in hooks:
         hook.remove()
@@ -68,8 +71,9 @@ def test_attention_cam_equals_definition():
 
 def test_gradcheck_tiny_model_float64():
     torch.manual_seed(0)
-    model = DeiTWSOL(num_classes=2, img_size=16, patch_size=8, embed_dim=6, depth=2,
-                     num_heads=2).double().train()
+    model = (
+        DeiTWSOL(num_classes=2, img_size=16, patch_size=8, embed_dim=6, depth=2, num_heads=2).double().train()
+    )
     images = torch.randn(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(model, (images,), eps=1e-6, atol=1e-5)
     model.eval()
@@ -108,16 +112,18 @@ def test_bf16_autocast_close_to_fp32():
     low.float().sum().backward()
     assert torch.isfinite(model.head.weight.grad).all()
     torch.testing.assert_close(low.float(), ref, rtol=0.05, atol=0.05)
-    cosine = torch.nn.functional.cosine_similarity(model.head.weight.grad.flatten(),
-                                                   ref_grad.flatten(), dim=0)
+    cosine = torch.nn.functional.cosine_similarity(
+        model.head.weight.grad.flatten(), ref_grad.flatten(), dim=0
+    )
     assert cosine > 0.98
 
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base"])
 def test_registered_sizes_and_grids(size):
     for kind, has_scm in (("tscam", False), ("scm", True)):
-        model = timm.create_model(f"deit_{kind}_{size}_patch16_224", num_classes=3, img_size=112,
-                                  drop_path_rate=0.1)
+        model = timm.create_model(
+            f"deit_{kind}_{size}_patch16_224", num_classes=3, img_size=112, drop_path_rate=0.1
+        )
         assert model.grid_size == (7, 7)
         assert (model.scm is not None) == has_scm
         if has_scm:

@@ -1,11 +1,18 @@
 """SCM against a direct per-equation implementation (float64), small grids."""
+
 import itertools
 
 import pytest
 import torch
 
-from scm_dist.models import (SCM_IMPLS, SpatialCalibration, grid_laplacian, minmax,
-                             newton_schulz_apply_transpose, newton_schulz_inverse)
+from scm_dist.models import (
+    SCM_IMPLS,
+    SpatialCalibration,
+    grid_laplacian,
+    minmax,
+    newton_schulz_apply_transpose,
+    newton_schulz_inverse,
+)
 
 # Hand-written Laplacians (L = D - Adj, 4-neighbour grid, row-major patches).
 LAPLACIAN_2X2 = [
@@ -29,8 +36,9 @@ LAPLACIAN_3X3 = [
 
 @pytest.mark.parametrize("size,expected", [((2, 2), LAPLACIAN_2X2), ((3, 3), LAPLACIAN_3X3)])
 def test_grid_laplacian_matches_hand_checked(size, expected):
-    assert torch.equal(grid_laplacian(*size, dtype=torch.float64),
-                       torch.tensor(expected, dtype=torch.float64))
+    assert torch.equal(
+        grid_laplacian(*size, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
+    )
 
 
 def test_grid_laplacian_rectangular_degrees():
@@ -83,11 +91,14 @@ def _direct_scm(class_maps, attention, lams, ts, iterations):
 
 @pytest.mark.parametrize("impl", SCM_IMPLS)
 @pytest.mark.parametrize("grid", [(2, 2), (3, 3), (2, 3)])
-@pytest.mark.parametrize("lams,ts", [
-    ((1.0, 1.0, 1.0, 1.0), (0.5, 0.5, 0.5, 0.5)),   # the initial values
-    ((0.7, 1.3, 0.9, 1.1), (0.3, 0.8, 1.5, 0.6)),
-    ((1.8, 0.2, 1.0, 2.5), (2.0, 0.1, 0.5, 1.0)),
-])
+@pytest.mark.parametrize(
+    "lams,ts",
+    [
+        ((1.0, 1.0, 1.0, 1.0), (0.5, 0.5, 0.5, 0.5)),  # the initial values
+        ((0.7, 1.3, 0.9, 1.1), (0.3, 0.8, 1.5, 0.6)),
+        ((1.8, 0.2, 1.0, 2.5), (2.0, 0.1, 0.5, 1.0)),
+    ],
+)
 def test_scm_matches_direct_equations(impl, grid, lams, ts):
     torch.manual_seed(0)
     h, w = grid
@@ -107,7 +118,7 @@ def test_scm_matches_direct_equations(impl, grid, lams, ts):
 def test_fast_scm_gradients_equal_the_literal_ones(grid):
     torch.manual_seed(4)
     class_maps = torch.randn(2, 6, *grid, dtype=torch.float64, requires_grad=True)
-    class_maps.data[0, :, 0, 0] = 0   # a zero feature: Sim_ii = 0 on both paths
+    class_maps.data[0, :, 0, 0] = 0  # a zero feature: Sim_ii = 0 on both paths
     attention = torch.rand(2, grid[0] * grid[1], dtype=torch.float64, requires_grad=True)
     weights = torch.rand(2, 6, *grid, dtype=torch.float64)
     results = []
@@ -117,8 +128,7 @@ def test_fast_scm_gradients_equal_the_literal_ones(grid):
             for layer, lam in zip(scm.layers, (0.8, 1.2, 1.0, 0.6)):
                 layer.lam.fill_(lam)
         out = scm(class_maps, attention)
-        grads = torch.autograd.grad((out * weights).sum(),
-                                    (class_maps, attention, *scm.parameters()))
+        grads = torch.autograd.grad((out * weights).sum(), (class_maps, attention, *scm.parameters()))
         results.append((out, grads))
     (fast, fast_grads), (literal, literal_grads) = results
     torch.testing.assert_close(fast, literal, rtol=1e-9, atol=1e-9)
@@ -136,7 +146,8 @@ def test_newton_schulz_apply_transpose_is_the_literal_iterate_applied():
         torch.testing.assert_close(newton_schulz_apply_transpose(m, v, iterations), want)
     x0 = (0.002 * m.detach().transpose(1, 2)).clone()
     assert torch.autograd.gradcheck(
-        lambda mat, vec: newton_schulz_apply_transpose(mat, vec, 3, initial=x0), (m, v))
+        lambda mat, vec: newton_schulz_apply_transpose(mat, vec, 3, initial=x0), (m, v)
+    )
 
 
 def test_scm_changes_the_maps_and_learns_its_scalars():
@@ -162,7 +173,8 @@ def test_newton_schulz_converges_to_inverse_and_initial_is_detached():
     # gradient of the T-step map with X_0 held fixed, checked numerically
     x0 = (0.002 * (m / 10).detach().transpose(1, 2)).clone()
     assert torch.autograd.gradcheck(
-        lambda mat: newton_schulz_inverse(mat, iterations=3, initial=x0), (m / 10,))
+        lambda mat: newton_schulz_inverse(mat, iterations=3, initial=x0), (m / 10,)
+    )
 
 
 def test_scm_layer_gradcheck_through_cam_and_t():

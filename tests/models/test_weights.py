@@ -1,4 +1,5 @@
 """Loading DeiT, official release and own checkpoints the timm way; export."""
+
 import logging
 
 import pytest
@@ -6,13 +7,13 @@ import timm
 import torch
 
 import scm_dist  # noqa: F401
-from scm_dist.export import export_encoder, main as export_main
+from scm_dist.export import export_encoder
+from scm_dist.export import main as export_main
 from scm_dist.models import CheckpointMismatchError
 
 
 def _load(name, path, **kwargs):
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
-                             **kwargs)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
 
 
 def _release_checkpoint(model):
@@ -79,11 +80,11 @@ def test_mismatches_name_file_and_keys(tmp_path):
     assert "broken.pth" in message and "blocks.3.norm2.weight" in message
     assert "blocks.0.attn.extra" in message
     with pytest.raises(CheckpointMismatchError, match=r"head.weight: file \(3, 192, 3, 3\)"):
-        _load("deit_tscam_tiny_patch16_224",
-              _saved(tmp_path / "k3.pth", model.state_dict()), num_classes=4)
+        _load("deit_tscam_tiny_patch16_224", _saved(tmp_path / "k3.pth", model.state_dict()), num_classes=4)
     with pytest.raises(CheckpointMismatchError, match=r"shape mismatches: blocks.0.attn.proj.bias"):
-        _load("deit_tscam_small_patch16_224", _saved(tmp_path / "tiny.pth", model.state_dict()),
-              num_classes=3)
+        _load(
+            "deit_tscam_small_patch16_224", _saved(tmp_path / "tiny.pth", model.state_dict()), num_classes=3
+        )
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         _load("deit_tscam_tiny_patch16_224", tmp_path / "nope.pth", num_classes=3)
 

@@ -2,6 +2,7 @@
 best IoU, holes by the Euler number) at every threshold, in one union-find sweep over
 the pixels in decreasing value order; and grayscale hole filling, whose components
 carry the outer contours' areas."""
+
 from __future__ import annotations
 
 import numba as nb
@@ -9,13 +10,24 @@ import numpy as np
 
 from .scoring import _best_cover, _best_iou
 from .tables import _CELL_GAIN, _EULER_GAIN, _N_REPS, _REPS
-from .union_find import (_ONE, _U, _absorb, _descending_order, _find, _pixel, _ring_mask,
-                         _ring_offsets, _start, workspace)
+from .union_find import (
+    _ONE,
+    _U,
+    _absorb,
+    _descending_order,
+    _find,
+    _pixel,
+    _ring_mask,
+    _ring_offsets,
+    _start,
+    workspace,
+)
 
 
 @nb.njit(cache=True)
-def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-                    want_largest: bool, want_iou: bool) -> tuple[np.ndarray, ...]:
+def component_sweep(
+    image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray, want_largest: bool, want_iou: bool
+) -> tuple[np.ndarray, ...]:
     """Sweep the level sets ``image > T`` for ``thresholds`` (ascending, distinct).
 
     Returns, per threshold: the largest-area component's protocol box [n, 4] (zeros
@@ -28,15 +40,23 @@ def component_sweep(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     work = workspace(*image.shape)
     starts = _descending_order(image, work[-1])
     largest, tie, best_iou, has_holes, cover, uncertain = _sweep(
-        image, starts, thresholds, gt, want_largest, want_iou, work)
+        image, starts, thresholds, gt, want_largest, want_iou, work
+    )
     if want_iou:
         has_holes &= cover > best_iou
     return largest, tie, best_iou, has_holes, uncertain
 
 
 @nb.njit(cache=True)
-def _sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-           want_largest: bool, want_iou: bool, work: tuple):
+def _sweep(
+    image: np.ndarray,
+    starts: np.ndarray,
+    thresholds: np.ndarray,
+    gt: np.ndarray,
+    want_largest: bool,
+    want_iou: bool,
+    work: tuple,
+):
     """:func:`component_sweep` over pixels already sorted by :func:`_descending_order`
     (into ``work``, a :func:`workspace`).
 
@@ -50,8 +70,7 @@ def _sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np
     height, width = image.shape
     pw = _U(width + 2)
     offsets = _ring_offsets(width + 2)
-    added, label, parent, size, box, area2, cached_iou, cached_cover, dirty, slot, roots, \
-        order = work
+    added, label, parent, size, box, area2, cached_iou, cached_cover, dirty, slot, roots, order = work
     added[:] = 0
     n_ids = _U(0)
     n_roots = _U(0)
@@ -63,8 +82,8 @@ def _sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np
     has_holes = np.zeros(n_thr, np.bool_)
     best_cover = np.zeros(n_thr)
     uncertain = np.zeros(n_thr, np.bool_)
-    euler4 = 0                                   # 4 * (components - holes)
-    done = _U(0)                                 # pixels with value > current level added
+    euler4 = 0  # 4 * (components - holes)
+    done = _U(0)  # pixels with value > current level added
     for t in range(n_thr - 1, -1, -1):
         stop = starts[255 - thresholds[t]] if thresholds[t] < 255 else _U(0)
         for j in range(done, stop):
@@ -119,9 +138,16 @@ def _sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np
                 if area2[r] > area2[best]:
                     best = r
                     tie[t] = False
-                elif area2[r] == area2[best] and r != best and (
-                        box[r, 0] != box[best, 0] or box[r, 1] != box[best, 1]
-                        or box[r, 2] != box[best, 2] or box[r, 3] != box[best, 3]):
+                elif (
+                    area2[r] == area2[best]
+                    and r != best
+                    and (
+                        box[r, 0] != box[best, 0]
+                        or box[r, 1] != box[best, 1]
+                        or box[r, 2] != box[best, 2]
+                        or box[r, 3] != box[best, 3]
+                    )
+                ):
                     tie[t] = True
             if has_holes[t]:
                 # Holes add to outer contour areas; the winner is certain only if no
@@ -136,9 +162,14 @@ def _sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np
             largest[t, 1] = box[best, 1]
             largest[t, 2] = min(box[best, 2] + 1, width - 1)
             largest[t, 3] = min(box[best, 3] + 1, height - 1)
-            if not want_iou and area2[best] > (height - 1) * (width - 1) and box[best, 0] == 0 \
-                    and box[best, 1] == 0 and box[best, 2] == width - 1 \
-                    and box[best, 3] == height - 1:
+            if (
+                not want_iou
+                and area2[best] > (height - 1) * (width - 1)
+                and box[best, 0] == 0
+                and box[best, 1] == 0
+                and box[best, 2] == width - 1
+                and box[best, 3] == height - 1
+            ):
                 # It spans the frame and holds more than half the image's area: at every
                 # lower threshold it stays the largest (contours of other top-level
                 # components enclose disjoint areas) and its box stays the frame.
@@ -174,7 +205,7 @@ def fill_holes(image: np.ndarray) -> np.ndarray:
     height, width = image.shape
     pw = width + 2
     value = np.zeros((height + 2) * pw, np.uint8)
-    queued = np.ones((height + 2) * pw, np.bool_)     # the padding frame counts as done
+    queued = np.ones((height + 2) * pw, np.bool_)  # the padding frame counts as done
     nxt = np.empty((height + 2) * pw, np.int32)
     head = np.full(256, -1, np.int32)
     for y in range(height):

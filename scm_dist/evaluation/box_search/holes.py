@@ -1,6 +1,7 @@
 """The hole sweep: the boxes of the background 4-connected components that do not reach
 the frame (hole borders), in one union-find sweep in increasing value order, at the
 thresholds where they could change the result."""
+
 from __future__ import annotations
 
 import numba as nb
@@ -10,12 +11,13 @@ from .scoring import _best_iou
 from .tables import _N_REPS4, _REPS4
 from .union_find import _ONE, _U, _absorb, _drop, _find, _pixel, _ring_mask, _ring_offsets, _start
 
-_FRAME = _U(0)   # component id of the padding frame and every background pixel reaching it
+_FRAME = _U(0)  # component id of the padding frame and every background pixel reaching it
 
 
 @nb.njit(cache=True)
-def _holes_wanted(has_holes: np.ndarray, best: np.ndarray, cover: np.ndarray,
-                  deltas: np.ndarray) -> np.ndarray:
+def _holes_wanted(
+    has_holes: np.ndarray, best: np.ndarray, cover: np.ndarray, deltas: np.ndarray
+) -> np.ndarray:
     """Thresholds where a hole box could change the result: it could beat the best
     component box (its IoU is at most ``cover``), and, given ``deltas``, it could lift
     the best IoU from below some delta to it."""
@@ -31,8 +33,14 @@ def _holes_wanted(has_holes: np.ndarray, best: np.ndarray, cover: np.ndarray,
 
 
 @nb.njit(cache=True)
-def hole_sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-               wanted: np.ndarray, work: tuple) -> np.ndarray:
+def hole_sweep(
+    image: np.ndarray,
+    starts: np.ndarray,
+    thresholds: np.ndarray,
+    gt: np.ndarray,
+    wanted: np.ndarray,
+    work: tuple,
+) -> np.ndarray:
     """Best IoU of any hole border's protocol box with ``gt`` at the ``wanted``
     thresholds (-1: none, or not wanted).
 
@@ -107,9 +115,13 @@ def hole_sweep(image: np.ndarray, starts: np.ndarray, thresholds: np.ndarray, gt
         for i in range(n_roots):
             r = roots[i]
             if dirty[r]:
-                cached_iou[r] = _best_iou(box[r, 0] - 1, box[r, 1] - 1,
-                                          min(box[r, 2] + 2, width - 1),
-                                          min(box[r, 3] + 2, height - 1), gt)
+                cached_iou[r] = _best_iou(
+                    box[r, 0] - 1,
+                    box[r, 1] - 1,
+                    min(box[r, 2] + 2, width - 1),
+                    min(box[r, 3] + 2, height - 1),
+                    gt,
+                )
                 dirty[r] = False
             top = max(top, cached_iou[r])
         best_iou[t] = top

@@ -1,5 +1,6 @@
 """Entry points: the protocol's boxes and IoUs of one map at given levels or CAM
 thresholds, and of a block of maps sharing one workspace."""
+
 from __future__ import annotations
 
 import numba as nb
@@ -14,8 +15,14 @@ _MAX_OPENCV_SETTLED = 8
 
 
 @nb.njit(cache=True)
-def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-                  multi_contour: bool, deltas: np.ndarray, work: tuple) -> tuple[np.ndarray, ...]:
+def search_levels(
+    image: np.ndarray,
+    thresholds: np.ndarray,
+    gt: np.ndarray,
+    multi_contour: bool,
+    deltas: np.ndarray,
+    work: tuple,
+) -> tuple[np.ndarray, ...]:
     """Per threshold (ascending, distinct): the largest contour's box, whether a tie
     leaves it to OpenCV's contour order, and (``multi_contour``) the best IoU of any
     contour's box with ``gt`` (-1 when there is no contour).
@@ -26,7 +33,8 @@ def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
     """
     starts = _descending_order(image, work[-1])
     boxes, ties, best, has_holes, cover, uncertain = _sweep(
-        image, starts, thresholds, gt, True, multi_contour, work)
+        image, starts, thresholds, gt, True, multi_contour, work
+    )
     if multi_contour:
         wanted = _holes_wanted(has_holes, best, cover, deltas)
         if wanted.any():
@@ -42,8 +50,9 @@ def search_levels(image: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
 
 
 @nb.njit(cache=True)
-def map_search(image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contour: bool,
-               deltas: np.ndarray, work: tuple) -> tuple[np.ndarray, ...]:
+def map_search(
+    image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contour: bool, deltas: np.ndarray, work: tuple
+) -> tuple[np.ndarray, ...]:
     """:func:`search_levels` at the protocol's levels ``int(tau * max(image))``.
 
     Returns the distinct levels, each tau's index into them, and per level: the
@@ -67,8 +76,14 @@ def map_search(image: np.ndarray, taus: np.ndarray, gt: np.ndarray, multi_contou
 
 
 @nb.njit(cache=True)
-def maps_search(images: np.ndarray, taus: np.ndarray, gt: np.ndarray, gt_bounds: np.ndarray,
-                multi_contour: np.ndarray, deltas: np.ndarray) -> tuple[np.ndarray, ...]:
+def maps_search(
+    images: np.ndarray,
+    taus: np.ndarray,
+    gt: np.ndarray,
+    gt_bounds: np.ndarray,
+    multi_contour: np.ndarray,
+    deltas: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """:func:`map_search` of every map ``images[i]`` against its GT boxes
     ``gt[gt_bounds[i, 0]:gt_bounds[i, 1]]``, spread over the taus: per map and tau the
     level, the largest contour's box, its tie flag and IoU, and the best IoU over every
@@ -81,8 +96,9 @@ def maps_search(images: np.ndarray, taus: np.ndarray, gt: np.ndarray, gt_bounds:
     every = np.full((n_maps, n_tau), -1.0)
     work = workspace(images.shape[1], images.shape[2])
     for i in range(n_maps):
-        found = map_search(images[i], taus, gt[gt_bounds[i, 0]:gt_bounds[i, 1]],
-                           multi_contour[i], deltas, work)
+        found = map_search(
+            images[i], taus, gt[gt_bounds[i, 0] : gt_bounds[i, 1]], multi_contour[i], deltas, work
+        )
         for j in range(n_tau):
             k = found[1][j]
             levels[i, j] = found[0][k]

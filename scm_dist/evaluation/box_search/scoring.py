@@ -1,4 +1,5 @@
 """IoU ("+1" convention) of boxes with a map's GT boxes, and the GT cover bound."""
+
 from __future__ import annotations
 
 import numba as nb

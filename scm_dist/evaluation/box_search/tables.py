@@ -1,5 +1,6 @@
 """Lookup tables of the sweeps, per mask of already-added ring neighbours: neighbour
 groups to union, 2x2 cells completed and the change of the Euler number."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ _CELLS = (0b00000111, 0b00011100, 0b01110000, 0b11000001)
 
 def _quad_euler(corners: int) -> int:
     """Four times a 2x2 cell's share of the 8-connected Euler number (Gray's bit quads)."""
-    if corners in (0b0101, 0b1010):        # diagonal pair (corners in ring order)
+    if corners in (0b0101, 0b1010):  # diagonal pair (corners in ring order)
         return -2
     return {1: 1, 3: -1}.get(bin(corners).count("1"), 0)
 
@@ -52,12 +53,12 @@ def _neighbour_tables() -> tuple[np.ndarray, ...]:
         for four in (0, 1):
             firsts = _groups(mask, bool(four))
             counts[four, mask] = len(firsts)
-            reps[four, mask, :len(firsts)] = firsts
+            reps[four, mask, : len(firsts)] = firsts
         cell_gain[mask] = sum(bin(mask & cell).count("1") >= 2 for cell in _CELLS)
         for cell in _CELLS:
             # the cell's corners in ring order around it: the pixel, then its 3 neighbours
             others = [mask >> k & 1 for k in range(8) if cell >> k & 1]
-            if cell == _CELLS[3]:           # NW cell: W, NW, N in ring order
+            if cell == _CELLS[3]:  # NW cell: W, NW, N in ring order
                 others = [mask >> 6 & 1, mask >> 7 & 1, mask & 1]
             before = sum(bit << (i + 1) for i, bit in enumerate(others))
             euler_gain[mask] += _quad_euler(before | 1) - _quad_euler(before)

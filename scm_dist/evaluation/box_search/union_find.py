@@ -1,5 +1,6 @@
 """Shared parts of the sweeps: work arrays, pixels in value order on a padded grid,
 and union-find over component ids with their boxes and the list of active roots."""
+
 from __future__ import annotations
 
 import numba as nb
@@ -23,12 +24,20 @@ def workspace(height: int, width: int) -> tuple[np.ndarray, ...]:
     sorted pixels."""
     padded = (height + 2) * (width + 2)
     capacity = height * width + 1
-    return (np.empty(padded, np.uint8), np.empty(padded, np.uint32),
-            np.empty(capacity, np.uint32), np.empty(capacity, np.int32),
-            np.empty((capacity, 4), np.int32), np.empty(capacity, np.int64),
-            np.empty(capacity), np.empty(capacity), np.empty(capacity, np.bool_),
-            np.empty(capacity, np.uint32), np.empty(capacity, np.uint32),
-            np.empty(height * width, np.uint64))
+    return (
+        np.empty(padded, np.uint8),
+        np.empty(padded, np.uint32),
+        np.empty(capacity, np.uint32),
+        np.empty(capacity, np.int32),
+        np.empty((capacity, 4), np.int32),
+        np.empty(capacity, np.int64),
+        np.empty(capacity),
+        np.empty(capacity),
+        np.empty(capacity, np.bool_),
+        np.empty(capacity, np.uint32),
+        np.empty(capacity, np.uint32),
+        np.empty(height * width, np.uint64),
+    )
 
 
 @nb.njit(cache=True)
@@ -63,9 +72,16 @@ def _pixel(packed: np.uint64, padded_width: np.uint64) -> tuple[np.uint64, int, 
 @nb.njit(cache=True, inline="always")
 def _ring_mask(added: np.ndarray, p: np.uint64, pw: np.uint64) -> np.uint64:
     """Bit k set when ring neighbour k of padded-grid pixel ``p`` is added."""
-    return _U(added[p - pw] | (added[p - pw + _ONE] << 1) | (added[p + _ONE] << 2)
-              | (added[p + pw + _ONE] << 3) | (added[p + pw] << 4) | (added[p + pw - _ONE] << 5)
-              | (added[p - _ONE] << 6) | (added[p - pw - _ONE] << 7))
+    return _U(
+        added[p - pw]
+        | (added[p - pw + _ONE] << 1)
+        | (added[p + _ONE] << 2)
+        | (added[p + pw + _ONE] << 3)
+        | (added[p + pw] << 4)
+        | (added[p + pw - _ONE] << 5)
+        | (added[p - _ONE] << 6)
+        | (added[p - pw - _ONE] << 7)
+    )
 
 
 @nb.njit(cache=True)
@@ -90,8 +106,16 @@ def _find(parent: np.ndarray, p: np.uint64) -> np.uint64:
 
 
 @nb.njit(cache=True, inline="always")
-def _start(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarray,
-           n_roots: np.uint64, c: np.uint64, x: int, y: int) -> np.uint64:
+def _start(
+    box: np.ndarray,
+    dirty: np.ndarray,
+    slot: np.ndarray,
+    roots: np.ndarray,
+    n_roots: np.uint64,
+    c: np.uint64,
+    x: int,
+    y: int,
+) -> np.uint64:
     """Component ``c`` starts as pixel (x, y) and joins the active roots; their new count."""
     box[c, 0] = x
     box[c, 1] = y
@@ -104,8 +128,15 @@ def _start(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarr
 
 
 @nb.njit(cache=True, inline="always")
-def _absorb(box: np.ndarray, dirty: np.ndarray, slot: np.ndarray, roots: np.ndarray,
-            n_roots: np.uint64, root: np.uint64, other: np.uint64) -> np.uint64:
+def _absorb(
+    box: np.ndarray,
+    dirty: np.ndarray,
+    slot: np.ndarray,
+    roots: np.ndarray,
+    n_roots: np.uint64,
+    root: np.uint64,
+    other: np.uint64,
+) -> np.uint64:
     """Root ``other`` merged into ``root``: join the boxes, drop ``other`` from the active
     roots; their new count."""
     box[root, 0] = min(box[root, 0], box[other, 0])
