@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -12,14 +12,22 @@ from .encoder import DeiTEncoder
 from .functional import minmax
 from .scm import SCMImpl, SpatialCalibration
 
+MapFamily = Literal["tscam", "scm"]
+# Each family's localization map, as its own release computes it (SCM_SPEC.md, Inference):
+LOCALIZATION_MAPS: dict[str, str] = {
+    "tscam": "A * S_k (TS-CAM release: raw attention sum, not min-max normalised)",
+    "scm": "minmax(A) * S_k (SCM release)",
+}
+
 
 class WSOLOutput(NamedTuple):
     """Eval-mode output of every model of the family."""
 
     logits: torch.Tensor  # [B, K] = GAP of the class maps
     cams: torch.Tensor  # [B, K, h, w] localization maps = attention * class maps
-    attention: torch.Tensor  # [B, h, w] min-max normalised attention CAM
+    attention: torch.Tensor  # [B, h, w] the attention factor of ``cams`` (family's own)
     class_maps: torch.Tensor  # [B, K, h, w] head output S
+    map_family: MapFamily  # whose localization map ``cams`` is (LOCALIZATION_MAPS)
 
 
 class DeiTWSOL(DeiTEncoder):
@@ -32,7 +40,9 @@ class DeiTWSOL(DeiTEncoder):
     ``blocks.{i}.attn.qkv``, ...), so DeiT and release checkpoints map one to one.
 
     Train mode returns logits [B, K] (through SCM when ``use_scm``). Eval mode never
-    runs SCM and returns a :class:`WSOLOutput`.
+    runs SCM and returns a :class:`WSOLOutput` whose maps are the family's own
+    (:data:`LOCALIZATION_MAPS`): SCM models (``use_scm``) give ``minmax(A) * S``, TS-CAM
+    models the raw attention sum ``A * S``.
     """
 
     def __init__(
@@ -71,6 +81,11 @@ class DeiTWSOL(DeiTEncoder):
         self.num_classes = num_classes
         self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
         self.scm = SpatialCalibration(self.grid_size, impl=scm_impl) if use_scm else None
+        self.map_family: MapFamily = "scm" if use_scm else "tscam"
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names timm's optimizer helpers keep out of weight decay."""
+        return {"pos_embed", "cls_token"}
 
     def class_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class maps S [B, K, h, w] and the raw attention CAM A [B, N]."""
@@ -85,10 +100,13 @@ class DeiTWSOL(DeiTEncoder):
             if self.scm is not None:
                 class_maps = self.scm(class_maps, attention_cam)
             return class_maps.mean(dim=(2, 3))
-        attention = minmax(attention_cam, dim=1).reshape(-1, 1, *self.grid_size)
+        if self.map_family == "scm":
+            attention_cam = minmax(attention_cam, dim=1)
+        attention = attention_cam.reshape(-1, 1, *self.grid_size)
         return WSOLOutput(
             logits=class_maps.mean(dim=(2, 3)),
             cams=attention.to(class_maps.dtype) * class_maps,
             attention=attention.squeeze(1),
             class_maps=class_maps,
+            map_family=self.map_family,
         )

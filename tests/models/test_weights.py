@@ -107,8 +107,13 @@ def test_export_encoder_only_gives_identical_eval_outputs(tmp_path):
     assert export_encoder(src, tmp_path / "again.pt")["dropped_scm"] == 8
     images = torch.randn(2, 3, 64, 64)
     expected = model.eval()(images)
-    for name in ("deit_scm_tiny_patch16_224", "deit_tscam_tiny_patch16_224"):
-        loaded = _load(name, out, num_classes=4, img_size=64).eval()
-        got = loaded(images)
-        for field in expected._fields:
-            assert torch.equal(getattr(got, field), getattr(expected, field)), (name, field)
+    got = _load("deit_scm_tiny_patch16_224", out, num_classes=4, img_size=64).eval()(images)
+    assert got.map_family == expected.map_family == "scm"
+    for field in ("logits", "cams", "attention", "class_maps"):
+        assert torch.equal(getattr(got, field), getattr(expected, field)), field
+    # the same encoder as a TS-CAM model: same class maps, TS-CAM's own localization map
+    tscam = _load("deit_tscam_tiny_patch16_224", out, num_classes=4, img_size=64).eval()(images)
+    assert tscam.map_family == "tscam"
+    assert torch.equal(tscam.class_maps, expected.class_maps)
+    _, raw_attention = model.forward_features(images)
+    torch.testing.assert_close(tscam.cams, raw_attention.reshape(2, 1, 4, 4) * expected.class_maps)
