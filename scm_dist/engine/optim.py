@@ -5,28 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from timm.optim import param_groups_weight_decay
 from torch import nn
 
 from ..config import OptimConfig
 
-NO_DECAY_NAMES = ("pos_embed", "cls_token")
-
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decay, and no decay for norms, biases, position embedding, class token."""
-    norm_params = {
-        id(p)
-        for m in model.modules()
-        if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d))
-        for p in m.parameters(recurse=False)
-    }
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        exempt = id(param) in norm_params or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_NAMES
-        (no_decay if exempt else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW groups the way the SCM release's timm ``create_optimizer`` builds them: no
+    weight decay for every parameter with ndim <= 1 (biases, norms, SCM's lambda and t)
+    nor for the model's ``no_weight_decay()`` names (pos_embed, cls_token); decay the rest.
+    """
+    no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_decay)
 
 
 def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
