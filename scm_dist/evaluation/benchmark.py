@@ -26,14 +26,19 @@ IMAGENET_VAL_IMAGES = 50_000
 
 
 def literal_search(
-    settings: Any, maps: list[np.ndarray], gt_boxes: list[np.ndarray], multi_contour: list[np.ndarray]
+    settings: Any,
+    protocol: str,
+    maps: list[np.ndarray],
+    gt_boxes: list[np.ndarray],
+    multi_contour: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The literal protocol: one findContours per CAM threshold of every map, then the
     hits (as :func:`scm_dist.evaluation.localization.fast_search`)."""
     largest, every = [], []
     for image_maps, boxes, multi in zip(maps, gt_boxes, multi_contour):
         for class_map, all_contours in zip(image_maps, multi):
-            ious = literal_map_ious(scoremap(class_map, settings.image_size), settings.taus, boxes)
+            scores = scoremap(class_map, settings.image_size, protocol)
+            ious = literal_map_ious(scores, settings.taus, boxes)
             largest.append(correct_at(ious[0], settings.iou_thresholds))
             every.append(correct_at(ious[1], settings.iou_thresholds) * all_contours)
     return np.stack(largest), np.stack(every)

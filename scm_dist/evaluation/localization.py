@@ -2,8 +2,10 @@
 
 Protocols (EVAL_PROTOCOL.md):
 
-``wsol`` (Choe et al., CVPR 2020): the score map is the ground-truth class's
-localization map, resized to the eval frame (bilinear) and min-max normalised.
+``wsol`` (Choe et al., CVPR 2020; clovaai/wsolevaluation): the score map is the
+ground-truth class's localization map, resized to the eval frame with
+``cv2.INTER_CUBIC`` and normalised as ``normalize_scoremap`` (subtract the min, divide
+by the max; constant maps become zeros).
 
 * MaxBoxAcc: best over CAM thresholds of the share of images whose largest-contour box
   has IoU >= 50% with a GT box; MaxBoxAccV2: mean over the IoU thresholds of the same
@@ -13,11 +15,13 @@ localization map, resized to the eval frame (bilinear) and min-max normalised.
   reported at MaxBoxAcc's best CAM threshold (the standard practice); ``per_iou`` gives
   the same at every IoU threshold, at that IoU threshold's best CAM threshold.
 
-``scm-release`` (how the SCM release code counted): largest contour only, with the
-maps of the top-k *predicted* classes. "GT-known Top-k" counts an image when any of the
-top-k predicted classes' maps gives IoU >= the threshold, whatever the label; "Top-k Loc"
-also requires the GT class among the top-k. Each metric, per IoU threshold, is the best
-over CAM thresholds, reported with its own CAM threshold.
+``scm-release`` (how the SCM release's ``test_cam.py`` counted): maps resized bilinearly
+(its ``resize_cam``) and min-max normalised, largest contour only, with the maps of the
+top-k *predicted* classes. "GT-known Top-k" counts an image when any of the top-k
+predicted classes' maps gives IoU >= the threshold, whatever the label; "Top-k Loc"
+counts it only through the top-k entry whose class is the GT label, with that class's
+own map (the release's ``count()``: ``pred_labels[j] == gt_label``). Each metric, per
+IoU threshold, is the best over CAM thresholds, reported with its own CAM threshold.
 
 Top-k predictions are ``np.argsort(-logits, kind="stable")[:k]`` (ties: lower class
 index first). Every count is an integer per (metric, k, IoU threshold, CAM threshold):
@@ -62,7 +66,7 @@ class CounterLayout:
             "wsol_gt_known_all": grid,  # GT map, every contour
             "wsol_loc": (self.n_k, *grid),  # top-k correct and GT map hit
             "release_gt_known": (self.n_k, *grid),  # a top-k predicted map hits
-            "release_loc": (self.n_k, *grid),  # ... and GT among top-k
+            "release_loc": (self.n_k, *grid),  # GT among top-k and its own map hits
         }
 
     @property
@@ -92,18 +96,22 @@ class _Settings:
 
 
 def fast_search(
-    settings: _Settings, maps: list[np.ndarray], gt_boxes: list[np.ndarray], multi_contour: list[np.ndarray]
+    settings: _Settings,
+    protocol: str,
+    maps: list[np.ndarray],
+    gt_boxes: list[np.ndarray],
+    multi_contour: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hits [n, n_iou, n_tau] of every map's largest contour's box and of the best box
-    over every contour (none where not ``multi_contour``), by the exact fast box search.
-    Per image: its maps [n_i, h, w], GT boxes and multi-contour flags [n_i]; the results
-    are the images' maps in turn."""
+    over every contour (none where not ``multi_contour``), by the exact fast box search
+    on the ``protocol``'s score maps. Per image: its maps [n_i, h, w], GT boxes and
+    multi-contour flags [n_i]; the results are the images' maps in turn."""
     every_map = np.concatenate(maps)
     owner = np.repeat(np.arange(len(maps)), [len(image_maps) for image_maps in maps])
     multi = np.concatenate(multi_contour)
     hits = [
         maps_hits(
-            quantized_scoremaps(every_map[block], settings.image_size),
+            quantized_scoremaps(every_map[block], settings.image_size, protocol),
             settings.taus,
             gt_boxes,
             owner[block],
@@ -126,25 +134,30 @@ def image_counts(
 ) -> np.ndarray:
     """Counters of a chunk of images. Per image: the localization maps [n, h, w] of the
     classes ``classes`` (sorted: the GT class and the top predictions) and the ranked top
-    predictions; ``search`` gives the maps' hits (as :func:`fast_search`)."""
+    predictions [n_images, max k]; ``search`` gives the maps' hits (as
+    :func:`fast_search`). The wsol protocol searches the GT class's map (every contour
+    too), scm-release the top-k predicted classes' maps, each with its own resize."""
     flat = np.zeros(settings.layout.size, np.int64)
     view = settings.layout.views(flat)
     view["images"][0] = len(labels)
     if not len(labels):
         return flat
-    first = np.cumsum([0] + [len(c) for c in classes[:-1]])
-    gt_row = first + [np.searchsorted(c, label) for c, label in zip(classes, labels)]
-    top_row = first[:, None] + np.stack([np.searchsorted(c, top) for c, top in zip(classes, ranked)])
-    largest, every = search(settings, maps, gt_boxes, [c == label for c, label in zip(classes, labels)])
-    view["wsol_gt_known"] += largest[gt_row].sum(axis=0)
-    view["wsol_gt_known_all"] += every[gt_row].sum(axis=0)
+    gt_maps = [m[np.searchsorted(c, label)][None] for m, c, label in zip(maps, classes, labels)]
+    top_maps = [m[np.searchsorted(c, top)] for m, c, top in zip(maps, classes, ranked)]
+    largest, every = search(settings, "wsol", gt_maps, gt_boxes, [np.ones(1, bool)] * len(labels))
+    view["wsol_gt_known"] += largest.sum(axis=0)
+    view["wsol_gt_known_all"] += every.sum(axis=0)
+    never = [np.zeros(ranked.shape[1], bool)] * len(labels)
+    top_hits = search(settings, "scm-release", top_maps, gt_boxes, never)[0]
+    top_hits = top_hits.reshape(*ranked.shape, *top_hits.shape[1:])  # [n, max k, n_iou, n_tau]
+    is_label = ranked == labels[:, None]
     for i, k in enumerate(settings.topk):
-        in_top = (ranked[:, :k] == labels[:, None]).any(axis=1)
-        any_hit = largest[top_row[:, :k]].max(axis=1)
+        in_top = is_label[:, :k].any(axis=1)
         view["cls"][i] += in_top.sum()
-        view["release_gt_known"][i] += any_hit.sum(axis=0)
-        view["wsol_loc"][i] += largest[gt_row[in_top]].sum(axis=0)
-        view["release_loc"][i] += any_hit[in_top].sum(axis=0)
+        view["wsol_loc"][i] += largest[in_top].sum(axis=0)
+        view["release_gt_known"][i] += top_hits[:, :k].max(axis=1).sum(axis=0)
+        # the release's count(): only the entry whose class is the label, with its own map
+        view["release_loc"][i] += top_hits[:, :k][is_label[:, :k]].sum(axis=0)
     return flat
 
 

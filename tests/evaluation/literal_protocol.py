@@ -1,9 +1,32 @@
-"""The protocol done literally, written for the tests: per CAM threshold, threshold the
-uint8 map and run OpenCV's findContours (the structure of wsolevaluation's
+"""The protocol done literally, written for the tests: the two reference score maps
+(wsolevaluation's inference.py, the SCM release's resize_cam); per CAM threshold,
+threshold the uint8 map and run OpenCV's findContours (the structure of wsolevaluation's
 compute_bboxes_from_scoremaps), then match boxes with GT boxes (calculate_multiple_iou)."""
 
 import cv2
 import numpy as np
+
+
+def wsol_scoremap(cam, size):
+    """wsolevaluation's inference.py: cv2.INTER_CUBIC to (H, W), then normalize_scoremap."""
+    cam = cv2.resize(cam.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any():
+        return np.zeros_like(cam)
+    if cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def release_scoremap(cam, size):
+    """The SCM release's resize_cam: cv2.resize's default (bilinear), then min-max (a
+    constant map, which the release cannot normalise, is zeros here)."""
+    cam = cv2.resize(cam.astype(np.float32), (size[1], size[0]))
+    cam_min, cam_max = cam.min(), cam.max()
+    if cam_min == cam_max:
+        return np.zeros_like(cam)
+    return (cam - cam_min) / (cam_max - cam_min)
 
 
 def literal_boxes(scoremap, taus, multi_contour):

@@ -11,8 +11,9 @@ def normalise(values):
     return values / top if top > 0 else values
 
 
-def smooth_upsampled(rng, grid=14, size=224):
-    """Like a model's map: a few blobs and noise on a coarse grid, bilinear upsampled."""
+def smooth_upsampled(rng, grid=14, size=224, interpolation=cv2.INTER_LINEAR):
+    """Like a model's map: a few blobs and noise on a coarse grid, upsampled (bilinear, or
+    bicubic as the wsol protocol: its overshoot is part of the normalised range)."""
     yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32)
     values = np.zeros((grid, grid), np.float32)
     for _ in range(rng.integers(1, 4)):
@@ -20,7 +21,7 @@ def smooth_upsampled(rng, grid=14, size=224):
         sigma = rng.uniform(0.7, 3.5)
         values += rng.uniform(0.3, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
     values += rng.uniform(0, 0.2, (grid, grid)).astype(np.float32)
-    return normalise(cv2.resize(values, (size, size), interpolation=cv2.INTER_LINEAR))
+    return normalise(cv2.resize(values, (size, size), interpolation=interpolation))
 
 
 def noise(rng, size):

@@ -1,8 +1,9 @@
 """The fast box search gives the literal protocol's boxes and IoUs at every threshold."""
 
+import cv2
 import numpy as np
 import pytest
-from literal_protocol import literal_boxes, literal_ious
+from literal_protocol import literal_boxes, literal_ious, release_scoremap, wsol_scoremap
 from maps import (
     noise,
     quantised_noise,
@@ -55,6 +56,26 @@ def test_identity_on_model_like_maps():
         size = 224 if index < 4 else 64
         scoremap = smooth_upsampled(rng, grid=14 if size == 224 else 8, size=size)
         assert_identical(scoremap, random_gt(rng, scoremap.shape, most=3))
+
+
+@pytest.mark.parametrize("protocol_map", [wsol_scoremap, release_scoremap])
+def test_identity_on_each_protocols_score_maps(protocol_map):
+    """Model-sized maps through each protocol's own resize and normalisation (wsol:
+    bicubic, its overshoot below the minimum and above the maximum normalised in)."""
+    rng = np.random.default_rng(8)
+    overshoot = 0
+    for index in range(8):
+        grid, size = (14, 224) if index < 3 else (7, 56)
+        class_map = rng.normal(size=(grid, grid)).astype(np.float32)
+        if index % 2:
+            class_map = np.where(class_map > 0.8, 3.0, 0.0).astype(np.float32)  # steps: ringing
+        bicubic = cv2.resize(class_map, (size, size), interpolation=cv2.INTER_CUBIC)
+        overshoot += bicubic.min() < class_map.min() or bicubic.max() > class_map.max()
+        assert_identical(protocol_map(class_map, (size, size)), random_gt(rng, (size, size), most=3))
+    for _ in range(4):
+        scoremap = smooth_upsampled(rng, grid=8, size=64, interpolation=cv2.INTER_CUBIC)
+        assert_identical(scoremap, random_gt(rng, scoremap.shape, most=3))
+    assert overshoot >= 4
 
 
 def test_identity_with_another_interval_and_float64_maps():

@@ -1,6 +1,7 @@
 """Hits per IoU threshold (the counting path, which skips hole boxes that cannot change
 a hit) equal the literal protocol's; the hole sweep stops where asked."""
 
+import cv2
 import numpy as np
 import pytest
 from literal_protocol import literal_ious
@@ -34,6 +35,7 @@ def test_hits_equal_the_literal_protocol(iou_thresholds):
     maps = list(structured_maps(rng))[::3] + [rings(rng) for _ in range(6)]
     maps += [noise(rng, (24, 31)), quantised_noise(rng, (30, 22), 3)]
     maps += [smooth_upsampled(rng, grid=8, size=64) for _ in range(4)]
+    maps += [smooth_upsampled(rng, grid=8, size=64, interpolation=cv2.INTER_CUBIC) for _ in range(4)]
     for scoremap in maps:
         assert_hits_identical(scoremap, random_gt(rng, scoremap.shape), iou_thresholds)
 

@@ -2,11 +2,10 @@
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from literal_protocol import literal_boxes, literal_ious
+from literal_protocol import literal_boxes, literal_ious, multiple_iou, release_scoremap, wsol_scoremap
 
 from scm_dist.evaluation import LocalizationEvaluator, format_table
 from scm_dist.evaluation.quantize import cam_thresholds
@@ -14,24 +13,16 @@ from scm_dist.evaluation.quantize import cam_thresholds
 SIZE = (48, 64)
 
 
-def reference_scoremap(class_map, size):
-    """Resize bilinear, then min-max as the reference implementation does."""
-    cam = cv2.resize(class_map.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    if cam.min() == cam.max():
-        return np.zeros_like(cam)
-    cam -= cam.min()
-    cam /= cam.max()
-    return cam
-
-
 def direct_metrics(logits, cams, labels, boxes, ious=(30, 50, 70), ks=(1, 5)):
-    """Every count, image by image, straight from the protocol text."""
+    """Every count, image by image, straight from the protocol text: wsol on the GT map
+    resized bicubically, scm-release on the top-k maps resized bilinearly, its Top-k Loc
+    through the entry whose class is the label (the release's count())."""
     taus = cam_thresholds(0.01)
     n = len(labels)
     ranked = [sorted(range(logits.shape[1]), key=lambda c: (-logits[b, c], c)) for b in range(n)]
 
-    def hits(b, c, multi):
-        iou = literal_ious(reference_scoremap(cams[b, c], SIZE), taus, boxes[b], multi)
+    def hits(b, c, multi, scoremap=wsol_scoremap):
+        iou = literal_ious(scoremap(cams[b, c], SIZE), taus, boxes[b], multi)
         return np.stack([iou >= t / 100 for t in ious])
 
     gt_known = sum(hits(b, labels[b], False) for b in range(n))
@@ -40,9 +31,12 @@ def direct_metrics(logits, cams, labels, boxes, ious=(30, 50, 70), ks=(1, 5)):
     for k in ks:
         cls[k] = sum(labels[b] in ranked[b][:k] for b in range(n))
         loc[k] = sum(hits(b, labels[b], False) * (labels[b] in ranked[b][:k]) for b in range(n))
-        any_hit = [np.any([hits(b, c, False) for c in ranked[b][:k]], axis=0) for b in range(n)]
-        release[k] = sum(any_hit)
-        release_loc[k] = sum(any_hit[b] * (labels[b] in ranked[b][:k]) for b in range(n))
+        release[k] = sum(
+            np.any([hits(b, c, False, release_scoremap) for c in ranked[b][:k]], axis=0) for b in range(n)
+        )
+        release_loc[k] = sum(
+            hits(b, c, False, release_scoremap) for b in range(n) for c in ranked[b][:k] if c == labels[b]
+        )
     return taus, gt_known, gt_known_all, loc, release, release_loc, cls
 
 
@@ -93,7 +87,7 @@ def test_scm_release_counts_predicted_classes_maps():
     class_maps[0, 1, 1:4, 1:4] = 1.0  # predicted class: on the object
     class_maps[0, 0, 4:6, 6:8] = 1.0  # GT class: elsewhere
     logits = np.array([[1.0, 2.0, 0.0]], np.float32)
-    object_box = literal_boxes(reference_scoremap(class_maps[0, 1], SIZE), [0.5], False)[0]
+    object_box = literal_boxes(release_scoremap(class_maps[0, 1], SIZE), [0.5], False)[0]
     evaluator = LocalizationEvaluator(image_size=SIZE, topk=(1, 2))
     evaluator.update(logits, class_maps, np.array([0]), [object_box])
     results = evaluator.compute()["protocols"]
@@ -102,8 +96,57 @@ def test_scm_release_counts_predicted_classes_maps():
     release = results["scm-release"]
     assert release["GT-known Top-1"]["acc"] == 100.0
     assert release["Top-1 Loc"]["acc"] == 0.0  # the label is not the top-1 class
-    assert release["Top-2 Loc"]["acc"] == 100.0  # label in top-2, a top-2 map hits
+    assert release["Top-2 Loc"]["acc"] == 0.0  # label in top-2, but its own map misses
     assert release["Top-1 Cls"] == 0.0 and release["Top-2 Cls"] == 100.0
+
+
+def test_release_top5_loc_counts_only_the_labels_own_map():
+    """Issue 17's minimal case: 5 classes, logits [5, 4, 3, 2, 1], label 1; class 0's map
+    covers the GT box, every other map is elsewhere. The release's count() gives Top-5
+    Loc 0 (only entry j with pred_labels[j] == gt_label counts, with its own map) while
+    GT-known Top-5 (any predicted map) is 100."""
+    class_maps = np.zeros((1, 5, 6, 8), np.float32)
+    class_maps[0, 0, 1:4, 1:4] = 1.0  # class 0: on the object
+    class_maps[0, 1:, 4:6, 5:8] = 1.0  # every other class, the label's included: elsewhere
+    logits = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]], np.float32)
+    gt_box = literal_boxes(release_scoremap(class_maps[0, 0], SIZE), [0.5], False)[0]
+    evaluator = LocalizationEvaluator(image_size=SIZE, topk=(1, 5))
+    evaluator.update(logits, class_maps, np.array([1]), [gt_box])
+    release = evaluator.compute()["protocols"]["scm-release"]
+    assert release["GT-known Top-5"]["acc"] == 100.0
+    assert release["Top-5 Cls"] == 100.0
+    assert release["Top-5 Loc"]["acc"] == 0.0
+    # the label's own map on the object: now Top-5 Loc counts it
+    class_maps[0, 1] = class_maps[0, 0]
+    evaluator.reset()
+    evaluator.update(logits, class_maps, np.array([1]), [gt_box])
+    release = evaluator.compute()["protocols"]["scm-release"]
+    assert release["Top-5 Loc"]["acc"] == 100.0 and release["Top-1 Loc"]["acc"] == 0.0
+
+
+def test_wsol_resizes_bicubically_and_scm_release_bilinearly():
+    """A map whose largest-contour boxes from the bicubic and the bilinear resize overlap
+    by IoU < 0.5 at some CAM threshold: each protocol scores the box its reference code
+    draws there."""
+    rng = np.random.default_rng(5)
+    taus = cam_thresholds(0.01)
+    for _ in range(200):
+        cam = rng.normal(size=(1, 1, 6, 8)).astype(np.float32)
+        bicubic = np.concatenate(literal_boxes(wsol_scoremap(cam[0, 0], SIZE), taus, False))
+        bilinear = np.concatenate(literal_boxes(release_scoremap(cam[0, 0], SIZE), taus, False))
+        overlap = np.array([multiple_iou(a[None], b[None])[0, 0] for a, b in zip(bicubic, bilinear)])
+        differ = np.flatnonzero(overlap < 0.5)
+        if len(differ):
+            break
+    tau = differ[0]
+    results = {}
+    for name, boxes in (("bicubic", bicubic), ("bilinear", bilinear)):
+        evaluator = LocalizationEvaluator(image_size=SIZE, topk=(1,))
+        evaluator.update(np.zeros((1, 1), np.float32), cam, np.array([0]), [boxes[tau][None]])
+        view = evaluator.layout.views(evaluator.counts())
+        results[name] = (view["wsol_gt_known"][1, tau], view["release_gt_known"][0, 1, tau])
+    assert results["bicubic"] == (1, 0)  # the GT box is the bicubic map's own box
+    assert results["bilinear"] == (0, 1)
 
 
 def test_merge_and_counts_are_split_invariant():
