@@ -23,6 +23,7 @@ from ..engine.distributed import LaunchEnv
 from ..engine.loop import build_model
 from ..export import read_state_dict
 from ..models import convert_checkpoint
+from ..models.wsol import LOCALIZATION_MAPS
 from .distributed import all_reduce_counts
 from .localization import LocalizationEvaluator
 from .pictures import save_panel, save_threshold_curves
@@ -128,6 +129,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
         return {}
     results = evaluator.compute()
     results.update(checkpoint=str(checkpoint), world_size=world_size, config=config_to_dict(cfg))
+    results.update(map_family=model.map_family, localization_map=LOCALIZATION_MAPS[model.map_family])
     out_dir = Path(cfg.eval.output_dir or Path(cfg.train.output_dir) / "eval")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS).write_text(json.dumps(results, indent=2, default=str))

@@ -38,6 +38,7 @@ def test_one_two_three_ranks_identical(synthetic_shards, checkpoint, tmp_path):
         assert results.pop("config")["train"]["output_dir"] == str(out)
         outputs[world] = results
     assert outputs[1]["num_images"] == 48
+    assert outputs[1]["map_family"] == "scm" and outputs[1]["localization_map"].startswith("minmax(A)")
     assert outputs[1] == outputs[2] == outputs[3]
     wsol = outputs[1]["protocols"]["wsol"]
     assert set(wsol) >= {
