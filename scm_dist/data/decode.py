@@ -30,11 +30,16 @@ def check_key(key: Any, shard: Any) -> str:
     return key
 
 
-def decode_sample(sample: dict[str, Any], skip_corrupt: bool, hint: str = SKIP_HINT) -> np.ndarray | None:
+def decode_sample(
+    sample: dict[str, Any], skip_corrupt: bool, hint: str = SKIP_HINT, json_key: str | None = None
+) -> np.ndarray | None:
     """RGB uint8 image of a WebDataset sample dict (``__key__``, ``__url__``, members); None
-    when it is corrupt and ``skip_corrupt`` is set."""
+    when it is corrupt and ``skip_corrupt`` is set. ``json_key``, the key the sample's json
+    states, is checked as well when given."""
     shard = sample.get("__url__")
     key = check_key(sample.get("__key__"), shard)
+    if json_key is not None:
+        check_key(json_key, shard)
     if WDS_IMAGE_KEY not in sample:
         raise ShardError(
             f"sample {key} in shard {shard} has no .{WDS_IMAGE_KEY} member; "

@@ -31,7 +31,7 @@ from data_shards.schema import (
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader, loader_workers
-from .decode import EVAL_HINT, check_key, decode_sample
+from .decode import EVAL_HINT, decode_sample
 from .shards import ShardError, ShardSet, open_shards
 from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
 from .streams import batched, buffer_shuffle, read_segment, read_segments, worker_identity
@@ -178,7 +178,7 @@ class _EvalStream(IterableDataset):
 
     def _sample(self, sample: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray, Any]:
         info = decode_sample_json(_member(sample, WDS_INFO_KEY))
-        image = decode_sample({**sample, "__key__": check_key(info.key, sample["__url__"])}, False, EVAL_HINT)
+        image = decode_sample(sample, False, EVAL_HINT, json_key=info.key)
         size = self.cfg.eval_size
         return (
             eval_transform(image, size),
