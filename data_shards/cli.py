@@ -193,3 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LayoutError, ConversionError, FileNotFoundError, ValueError) as err:
         print(f"scm-shards {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"scm-shards {args.command}: interrupted; every worker stopped. Rerun the same command "
+            "with --resume to keep the finished shards",
+            file=sys.stderr,
+        )
+        return 130

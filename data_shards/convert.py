@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from data_shards.images import prepare_sample
 from data_shards.manifest import build_manifest, verify_split, write_manifest
 from data_shards.names import sample_key_problem
+from data_shards.processes import worker_pool
 from data_shards.records import PreparedSample, Skipped, SourceListing, SourceRecord
 from data_shards.schema import (
     FORMAT_FFCV,
@@ -145,7 +145,7 @@ def _prepared(
         results: Iterator = map(work, records)
         pool = None
     else:
-        pool = multiprocessing.get_context("fork").Pool(options.workers)
+        pool = worker_pool(options.workers)
         results = pool.imap(work, records, chunksize=16)
     try:
         for result in results:
