@@ -294,7 +294,8 @@ class FFCVTrainLoader(TrainLoader):
             bad = _corrupt(images)
             if bad.any():
                 if not self._skip_corrupt or bad.all():
-                    raise _corrupt_error(self._path, sample_ids[bad], SKIP_HINT)
+                    hint = "a whole batch is corrupt: check the file" if self._skip_corrupt else SKIP_HINT
+                    raise _corrupt_error(self._path, sample_ids[bad], hint)
                 self._count_skipped(int(bad.sum()))
                 images, labels, sample_ids = images[~bad], labels[~bad], sample_ids[~bad]
             self.last_ids = [str(i) for i in sample_ids.tolist()]
