@@ -93,17 +93,21 @@ def prepare_sample(
             with open(record.path, "rb") as f:
                 raw = f.read()
         with Image.open(io.BytesIO(raw)) as image:
-            image.load()
             fmt, mode, (width, height) = image.format, image.mode, image.size
             new_size = scaled_size(width, height, max_side)
-            # a JPEG libjpeg-turbo warns about is stored re-encoded, as the loaders would refuse it
+            # An RGB JPEG kept as it is must pass the loaders' strict decode (one decode, no PIL
+            # load); one that libjpeg-turbo refuses or warns about is decoded by PIL and
+            # re-encoded, or skipped when PIL cannot decode it either.
             reencode = (
                 fmt != "JPEG"
                 or mode != "RGB"
                 or new_size != (width, height)
                 or image_problem(raw) is not None
             )
-            rgb = _rgb(image) if reencode else None
+            rgb = None
+            if reencode:
+                image.load()
+                rgb = _rgb(image)
     except Image.UnidentifiedImageError:
         return Skipped(record.source, "unreadable: not an image format PIL knows (empty or damaged file?)")
     except _DECODE_ERRORS as err:
