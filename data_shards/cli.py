@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--limit", type=_positive, default=None, help="convert only the first N images")
     conv.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     conv.add_argument(
+        "--skip-bad-boxes",
+        action="store_true",
+        help="leave out boxes with a non-finite coordinate or outside their image (counted in the "
+        "manifest) instead of stopping",
+    )
+    conv.add_argument(
         "--annotations",
         type=Path,
         default=None,
@@ -120,6 +126,7 @@ def _options(args: argparse.Namespace, formats: tuple[str, ...], shuffle: bool) 
         strict=getattr(args, "strict", False),
         resume=args.resume,
         max_boxes=args.max_boxes,
+        skip_bad_boxes=getattr(args, "skip_bad_boxes", False),
     )
 
 
@@ -186,3 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LayoutError, ConversionError, FileNotFoundError, ValueError) as err:
         print(f"scm-shards {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"scm-shards {args.command}: interrupted; every worker stopped. Rerun the same command "
+            "with --resume to keep the finished shards",
+            file=sys.stderr,
+        )
+        return 130

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -23,6 +22,8 @@ from tqdm import tqdm
 
 from data_shards.images import prepare_sample
 from data_shards.manifest import build_manifest, verify_split, write_manifest
+from data_shards.names import sample_key_problem
+from data_shards.processes import worker_pool
 from data_shards.records import PreparedSample, Skipped, SourceListing, SourceRecord
 from data_shards.schema import (
     FORMAT_FFCV,
@@ -62,6 +63,7 @@ class ConvertOptions:
     strict: bool = False
     resume: bool = False
     max_boxes: int = MAX_BOXES
+    skip_bad_boxes: bool = False
 
     def fingerprint(self) -> dict[str, Any]:
         """The options that decide the bytes of the output."""
@@ -79,6 +81,7 @@ class _ShardProgress:
     skipped: list[SkippedSample]
     boxes: int
     clipped: int
+    bad_boxes: int = 0
 
 
 def ordered_records(listing: SourceListing, options: ConvertOptions) -> list[tuple[SourceRecord, int]]:
@@ -91,11 +94,19 @@ def ordered_records(listing: SourceListing, options: ConvertOptions) -> list[tup
     return [(listing.records[i], int(i)) for i in order]
 
 
+def all_skipped(done: list[_ShardProgress], pending: list[SkippedSample]) -> list[SkippedSample]:
+    """Every skipped image: those recorded with finished shards, then those after the last one."""
+    return [k for s in done for k in s.skipped] + pending
+
+
 def _check_keys(records: list[tuple[SourceRecord, int]]) -> None:
     seen: dict[str, str] = {}
     for record, _ in records:
-        if "." in record.key or "/" in record.key:
-            raise ConversionError(f"{record.source}: sample key {record.key!r} may not hold '.' or '/'")
+        problem = sample_key_problem(record.key)
+        if problem:
+            raise ConversionError(
+                f"{record.source}: sample key {record.key!r} is not a plain name ({problem})"
+            )
         if record.key in seen:
             raise ConversionError(
                 f"{record.source} and {seen[record.key]} give the same sample key "
@@ -134,7 +145,7 @@ def _prepared(
         results: Iterator = map(work, records)
         pool = None
     else:
-        pool = multiprocessing.get_context("fork").Pool(options.workers)
+        pool = worker_pool(options.workers)
         results = pool.imap(work, records, chunksize=16)
     try:
         for result in results:
@@ -167,6 +178,7 @@ def _load_progress(
             [SkippedSample(**s) for s in shard["skipped"]],
             shard["boxes"],
             shard["clipped"],
+            shard.get("bad_boxes", 0),
         )
         where = folder / shard["dir"] / progress.entry.name
         if not where.is_file() or sha256_file(where) != progress.entry.sha256:
@@ -200,6 +212,7 @@ def _save_progress(
                     "skipped": [asdict(k) for k in s.skipped],
                     "boxes": s.boxes,
                     "clipped": s.clipped,
+                    "bad_boxes": s.bad_boxes,
                 }
                 for s in shards
             ],
@@ -266,15 +279,15 @@ def convert_listing(
         tar_folder, listing.split, int(options.shard_size_mb * 2**20), first_index=len(done)
     )
     skipped: list[SkippedSample] = []
-    boxes = clipped = 0
+    boxes = clipped = bad_boxes = 0
     check_boxes = FORMAT_FFCV in options.formats
 
     def close_shard(records_done: int) -> None:
-        nonlocal skipped, boxes, clipped
+        nonlocal skipped, boxes, clipped, bad_boxes
         entry = writer.finish()
         if entry is not None:
-            done.append(_ShardProgress(entry, records_done, skipped, boxes, clipped))
-            skipped, boxes, clipped = [], 0, 0
+            done.append(_ShardProgress(entry, records_done, skipped, boxes, clipped, bad_boxes))
+            skipped, boxes, clipped, bad_boxes = [], 0, 0, 0
             _save_progress(folder, fingerprint, tar_dir, done, None)
 
     for position, result in enumerate(_prepared(records[start:], options, f"{listing.split} shards"), start):
@@ -284,6 +297,14 @@ def convert_listing(
             log.warning("skipping %s: %s", result.source, result.reason)
             skipped.append(SkippedSample(result.source, result.reason))
             continue
+        if result.bad_boxes:
+            if not options.skip_bad_boxes:
+                raise ConversionError(
+                    f"{result.bad_boxes[0]}; fix the annotation, or pass --skip-bad-boxes to leave "
+                    "such boxes out (counted in the manifest)"
+                )
+            log.warning("leaving out %s", "; ".join(result.bad_boxes))
+            bad_boxes += len(result.bad_boxes)
         if check_boxes and len(result.boxes) > options.max_boxes:
             raise ConversionError(
                 f"{result.source} has {len(result.boxes)} boxes, more than --max-boxes "
@@ -298,17 +319,20 @@ def convert_listing(
     close_shard(len(records))  # what stays in ``skipped`` was skipped after the last sample
 
     tars = [s.entry for s in done]
+    if not tars:
+        raise ConversionError(
+            f"no readable images in {listing.name} {listing.split} ({len(all_skipped(done, skipped))} "
+            "skipped, listed above); nothing to write"
+        )
     if FORMAT_WEBDATASET in options.formats:
         write_timm_info(folder, listing.split, tars)
     if FORMAT_FFCV in options.formats and ffcv_entry is None:
-        if not tars:
-            raise ConversionError(f"no readable images in {listing.name} {listing.split}; nothing to write")
         ffcv_entry = write_beton(
             folder, listing.split, [tar_folder / t.name for t in tars], options.max_boxes
         )
         _save_progress(folder, fingerprint, tar_dir, done, ffcv_entry)
     shards = (tars if FORMAT_WEBDATASET in options.formats else []) + ([ffcv_entry] if ffcv_entry else [])
-    all_skipped = [k for s in done for k in s.skipped] + skipped
+    skipped_all = all_skipped(done, skipped)
     manifest = build_manifest(
         listing,
         options.formats,
@@ -318,7 +342,8 @@ def convert_listing(
         total_boxes=sum(s.boxes for s in done),
         images_in=len(records),
         boxes_clipped=sum(s.clipped for s in done),
-        skipped=all_skipped,
+        boxes_skipped=sum(s.bad_boxes for s in done),
+        skipped=skipped_all,
         arguments=arguments,
     )
     write_manifest(folder, manifest)
@@ -327,11 +352,13 @@ def convert_listing(
         shutil.rmtree(tar_folder)
     if manifest.boxes_clipped:
         log.warning("%d box(es) reached outside their image and were clipped to it", manifest.boxes_clipped)
-    if all_skipped:
+    if manifest.boxes_skipped:
+        log.warning("%d bad box(es) left out (--skip-bad-boxes)", manifest.boxes_skipped)
+    if skipped_all:
         log.warning(
             "%d image(s) skipped (listed in %s): %s",
-            len(all_skipped),
+            len(skipped_all),
             folder / MANIFEST_NAME,
-            "; ".join(f"{k.source}: {k.reason}" for k in all_skipped[:5]),
+            "; ".join(f"{k.source}: {k.reason}" for k in skipped_all[:5]),
         )
     return manifest

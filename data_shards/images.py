@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from data_shards.decode import image_problem
 from data_shards.records import Box, PreparedSample, Skipped, SourceRecord
 
 # Errors PIL raises for unreadable, corrupt or truncated files.
@@ -30,6 +31,17 @@ def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int
         return width, height
     scale = max_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def box_fault(box: Box, width: int, height: int) -> str | None:
+    """Why ``box`` cannot be kept in a ``width`` x ``height`` image: a non-finite coordinate,
+    or no pixel in common with the image; None when it can (perhaps after clipping)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not np.isfinite([x0, y0, x1, y1]).all():
+        return "has a non-finite coordinate"
+    if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
+        return f"lies wholly outside the {width}x{height} image"
+    return None
 
 
 def clip_boxes(boxes: tuple[Box, ...], width: int, height: int, where: str) -> tuple[tuple[Box, ...], int]:
@@ -55,6 +67,16 @@ def clip_boxes(boxes: tuple[Box, ...], width: int, height: int, where: str) -> t
     return tuple(out), clipped
 
 
+def _rgb(image: Image.Image) -> np.ndarray:
+    """RGB uint8 pixels; 16-bit (and 32-bit integer) grey images scaled from their 0-65535
+    range, where PIL's own conversion would clip every value above 255 to white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(image, dtype=np.float64)
+        grey = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
 def prepare_sample(
     record: SourceRecord, sample_id: int, max_side: int | None, jpeg_quality: int
 ) -> PreparedSample | Skipped:
@@ -71,11 +93,21 @@ def prepare_sample(
             with open(record.path, "rb") as f:
                 raw = f.read()
         with Image.open(io.BytesIO(raw)) as image:
-            image.load()
             fmt, mode, (width, height) = image.format, image.mode, image.size
             new_size = scaled_size(width, height, max_side)
-            reencode = fmt != "JPEG" or mode != "RGB" or new_size != (width, height)
-            rgb = np.asarray(image.convert("RGB")) if reencode else None
+            # An RGB JPEG kept as it is must pass the loaders' strict decode (one decode, no PIL
+            # load); one that libjpeg-turbo refuses or warns about is decoded by PIL and
+            # re-encoded, or skipped when PIL cannot decode it either.
+            reencode = (
+                fmt != "JPEG"
+                or mode != "RGB"
+                or new_size != (width, height)
+                or image_problem(raw) is not None
+            )
+            rgb = None
+            if reencode:
+                image.load()
+                rgb = _rgb(image)
     except Image.UnidentifiedImageError:
         return Skipped(record.source, "unreadable: not an image format PIL knows (empty or damaged file?)")
     except _DECODE_ERRORS as err:
@@ -85,7 +117,15 @@ def prepare_sample(
             rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)
         raw = encode_jpeg(rgb, jpeg_quality)
     frame_w, frame_h = record.size or (width, height)
-    boxes, clipped = clip_boxes(record.boxes, frame_w, frame_h, record.source)
+    kept, bad = [], []
+    for index, box in enumerate(record.boxes):
+        fault = box_fault(box, frame_w, frame_h)
+        if fault is None:
+            kept.append(box)
+            continue
+        origin = record.box_origins[index] if index < len(record.box_origins) else "annotation"
+        bad.append(f"{origin}: box {list(box)} of {record.source} {fault}")
+    boxes, clipped = clip_boxes(tuple(kept), frame_w, frame_h, record.source)
     return PreparedSample(
         key=record.key,
         sample_id=sample_id,
@@ -100,4 +140,5 @@ def prepare_sample(
         boxes=boxes,
         boxes_clipped=clipped,
         reencoded=reencode,
+        bad_boxes=tuple(bad),
     )

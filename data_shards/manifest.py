@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from data_shards.decode import CorruptImageError, decode_rgb
+from data_shards.names import sample_key_problem
 from data_shards.records import SourceListing
 from data_shards.schema import (
     BOX_DTYPE,
@@ -49,6 +49,7 @@ def build_manifest(
     images_in: int,
     boxes_clipped: int,
     skipped: Sequence[SkippedSample],
+    boxes_skipped: int = 0,
     arguments: dict[str, Any],
 ) -> Manifest:
     """The manifest of a finished split; checks that nothing was lost (in = out + skipped)."""
@@ -68,6 +69,7 @@ def build_manifest(
         boxes_clipped=boxes_clipped,
         skipped=tuple(skipped),
         arguments=arguments,
+        boxes_skipped=boxes_skipped,
     )
 
 
@@ -89,6 +91,17 @@ def split_dirs(path: Path) -> list[Path]:
     return found
 
 
+def box_problem(box: Sequence[float], width: int, height: int) -> str | None:
+    """Why ``box`` breaks the schema in a ``width`` x ``height`` frame (non-finite, corners out
+    of order, outside ``[0, width-1] x [0, height-1]``), or None."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not np.isfinite([x0, y0, x1, y1]).all():
+        return f"box {list(box)} has a non-finite coordinate"
+    if not (0 <= x0 <= x1 <= width - 1 and 0 <= y0 <= y1 <= height - 1):
+        return f"box {list(box)} outside its {width}x{height} frame or corners out of order"
+    return None
+
+
 def _tar_problems(path: Path, entry: ShardEntry, deep: bool) -> Iterator[str]:
     from data_shards.writers.webdataset import iter_tar_samples
 
@@ -100,8 +113,7 @@ def _tar_problems(path: Path, entry: ShardEntry, deep: bool) -> Iterator[str]:
             if missing:
                 yield f"{entry.name}: sample {key} lacks {sorted(missing)}"
                 continue
-            if deep:
-                yield from (f"{entry.name}: sample {key}: {p}" for p in _sample_problems(parts))
+            yield from (f"{entry.name}: sample {key}: {p}" for p in _sample_problems(key, parts, deep))
     except Exception as err:  # a damaged tar can raise anything from tarfile
         yield f"{entry.name}: unreadable tar after {count} samples ({err})"
         return
@@ -109,7 +121,11 @@ def _tar_problems(path: Path, entry: ShardEntry, deep: bool) -> Iterator[str]:
         yield f"{entry.name}: {count} samples, manifest says {entry.samples}"
 
 
-def _sample_problems(parts: dict[str, bytes]) -> Iterator[str]:
+def _sample_problems(key: str, parts: dict[str, bytes], deep: bool) -> Iterator[str]:
+    """The json, the label and every box always; with ``deep`` the image as the loaders decode it."""
+    problem = sample_key_problem(key)
+    if problem:
+        yield f"key {key!r} is not a plain name ({problem})"
     try:
         info = decode_sample_json(parts[WDS_INFO_KEY])
     except Exception as err:
@@ -117,21 +133,20 @@ def _sample_problems(parts: dict[str, bytes]) -> Iterator[str]:
         return
     if int(parts[WDS_LABEL_KEY]) != info.label:
         yield f"cls {parts[WDS_LABEL_KEY]!r} differs from the json label {info.label}"
+    yield from filter(None, (box_problem(box, info.width, info.height) for box in info.boxes))
+    if not deep:
+        return
     try:
-        with Image.open(io.BytesIO(parts[WDS_IMAGE_KEY])) as image:
-            image.load()
-            size = image.size
-    except Exception as err:
+        height, width = decode_rgb(parts[WDS_IMAGE_KEY]).shape[:2]
+    except CorruptImageError as err:
         yield f"JPEG does not decode ({err})"
         return
-    if size != (info.image_width, info.image_height):
-        yield f"image is {size}, json says {(info.image_width, info.image_height)}"
-    for box in info.boxes:
-        if not (0 <= box[0] <= box[2] <= info.width - 1 and 0 <= box[1] <= box[3] <= info.height - 1):
-            yield f"box {list(box)} outside its {info.width}x{info.height} frame"
+    if (width, height) != (info.image_width, info.image_height):
+        yield f"image is {(width, height)}, json says {(info.image_width, info.image_height)}"
 
 
 def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool) -> Iterator[str]:
+    """Sample count, labels and every box always; with ``deep`` every image decoded."""
     from ffcv.reader import Reader
 
     try:
@@ -141,10 +156,6 @@ def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool
         return
     if reader.num_samples != entry.samples:
         yield f"{entry.name}: {reader.num_samples} samples, manifest says {entry.samples}"
-    if not deep:
-        return
-    import cv2
-
     meta = reader.metadata
     column = {name: f"f{i}" for i, name in enumerate(FFCV_FIELDS)}
     sizes = {int(p): int(s) for p, s in zip(reader.alloc_table["ptr"], reader.alloc_table["size"])}
@@ -157,12 +168,17 @@ def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool
         for index in range(reader.num_samples):
             row = meta[index]
             where = f"{entry.name}: sample {index} (sample_id {int(row[column[FFCV_SAMPLE_ID]])})"
-            image = row[column[FFCV_IMAGE]]
-            ptr = int(image["data_ptr"])
-            data = read(f, ptr, sizes.get(ptr, 0))
-            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-            if decoded is None or decoded.shape[:2] != (int(image["height"]), int(image["width"])):
-                yield f"{where}: image does not decode to its stated size"
+            if deep:
+                image = row[column[FFCV_IMAGE]]
+                ptr = int(image["data_ptr"])
+                data = read(f, ptr, sizes.get(ptr, 0))
+                try:
+                    decoded = decode_rgb(data)
+                except CorruptImageError as err:
+                    yield f"{where}: image does not decode ({err})"
+                else:
+                    if decoded.shape[:2] != (int(image["height"]), int(image["width"])):
+                        yield f"{where}: image does not decode to its stated size"
             if not 0 <= int(row[column[FFCV_LABEL]]) < len(manifest.classes):
                 yield f"{where}: label outside the {len(manifest.classes)} classes"
             count = int(row[column[FFCV_NUM_BOXES]])
@@ -170,16 +186,13 @@ def _ffcv_problems(path: Path, entry: ShardEntry, manifest: Manifest, deep: bool
             if not 0 <= count <= manifest.max_boxes or boxes.size != manifest.max_boxes * 4:
                 yield f"{where}: box count {count} outside 0..{manifest.max_boxes}"
                 continue
-            valid = boxes_from_ffcv(boxes, count)
             w, h = int(row[column[FFCV_WIDTH]]), int(row[column[FFCV_HEIGHT]])
-            if boxes.reshape(-1, 4)[count:].any() or not (
-                (valid[:, 0] <= valid[:, 2]).all()
-                and (valid[:, 1] <= valid[:, 3]).all()
-                and (valid >= 0).all()
-                and (valid[:, 2] <= w - 1).all()
-                and (valid[:, 3] <= h - 1).all()
-            ):
-                yield f"{where}: boxes do not match the schema (padding, order or frame {w}x{h})"
+            if boxes.reshape(-1, 4)[count:].any():
+                yield f"{where}: padding rows of the boxes array are not zero"
+            for box in boxes_from_ffcv(boxes, count):
+                problem = box_problem(box.tolist(), w, h)
+                if problem:
+                    yield f"{where}: {problem}"
 
 
 def verify_split(folder: Path, deep: bool = False) -> list[str]:
@@ -225,7 +238,8 @@ def describe_split(folder: Path) -> str:
     lines = [
         f"{folder}: {m.source} / {m.split}",
         f"  samples {m.total_samples} (of {m.images_in} images; {len(m.skipped)} skipped), "
-        f"boxes {m.total_boxes} ({m.boxes_clipped} clipped), classes {len(m.classes)} "
+        f"boxes {m.total_boxes} ({m.boxes_clipped} clipped, {m.boxes_skipped} bad ones left out), "
+        f"classes {len(m.classes)} "
         f"({', '.join(m.classes[:5])}{', ...' if len(m.classes) > 5 else ''})",
     ]
     for fmt in m.formats:

@@ -24,6 +24,7 @@ class SourceRecord:
     size: tuple[int, int] | None = None
     path: str | None = None
     data: bytes | None = None
+    box_origins: tuple[str, ...] = ()  # where each box is annotated ("file:line"), for messages
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class PreparedSample:
     boxes: tuple[Box, ...]
     boxes_clipped: int
     reencoded: bool
+    bad_boxes: tuple[str, ...] = ()  # boxes left out (non-finite, no overlap with the image), why
 
 
 @dataclass(frozen=True)

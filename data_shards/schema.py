@@ -202,6 +202,7 @@ class Manifest:
     boxes_clipped: int  # boxes that lay partly outside their image and were clipped
     skipped: tuple[SkippedSample, ...]
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    boxes_skipped: int = 0  # bad boxes (non-finite, outside the image) left out with --skip-bad-boxes
 
     def shards_of(self, fmt: str) -> tuple[ShardEntry, ...]:
         """The files of one format, in order."""
@@ -223,6 +224,7 @@ class Manifest:
                 "images_in": self.images_in,
                 "skipped": len(self.skipped),
                 "boxes_clipped": self.boxes_clipped,
+                "boxes_skipped": self.boxes_skipped,
                 "bytes": {f: sum(s.bytes for s in self.shards_of(f)) for f in self.formats},
             },
             "skipped": [asdict(s) for s in self.skipped],
@@ -253,6 +255,7 @@ def manifest_from_dict(data: Mapping[str, Any]) -> Manifest:
         boxes_clipped=int(totals["boxes_clipped"]),
         skipped=tuple(SkippedSample(**s) for s in data["skipped"]),
         arguments=dict(data.get("arguments", {})),
+        boxes_skipped=int(totals.get("boxes_skipped", 0)),
     )
 
 

@@ -105,10 +105,10 @@ def require_slurm() -> None:
     """Fail clearly when this machine cannot submit to SLURM."""
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise SubmitError(
-            "no SLURM here (sbatch/srun not on PATH). To train on this machine's GPUs or CPUs "
-            "use `accelerate launch --config_file configs/accelerate/<...>.yaml -m scm_dist.cli "
-            "train --config <config>.yaml`; for the local test cluster run `make slurm-up` and "
-            "export SLURM_CONF as it prints."
+            "no SLURM here (sbatch/srun not on PATH). To train on this machine instead run "
+            "`accelerate launch --config_file configs/accelerate/cpu_2proc.yaml -m scm_dist.cli_train "
+            "--config <config>.yaml` (configs/accelerate/gpu_1node_8.yaml on 8 GPUs); for the local "
+            "test cluster run `sudo make slurm-up` and the `export SLURM_CONF=...` it prints."
         )
 
 

@@ -58,12 +58,24 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
     return {"kept": len(encoder), "dropped_scm": len(state_dict) - len(encoder)}
 
 
+def _check_out(checkpoint: Path, out: Path) -> None:
+    """Refuse an --out that is the input itself, a folder, or lies under a file."""
+    if out.exists() and checkpoint.exists() and os.path.samefile(out, checkpoint):
+        raise ValueError(f"--out {out} is the input checkpoint; write the export to another file")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'encoder.pt'}")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="scm-export", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (.pt/.pth)")
     parser.add_argument("--out", required=True, help="where to write the inference weights")
     args = parser.parse_args(argv)
     try:
+        _check_out(Path(args.checkpoint), Path(args.out))
         counts = export_encoder(args.checkpoint, args.out)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"scm-export: error: {err}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_shards.names import contained_path
 from data_shards.records import SourceListing, SourceRecord
 from data_shards.sources.common import LayoutError, require_dir, require_file
 
 
 def _table(path: Path, columns: int) -> dict[str, list[str]]:
+    """Rows by their first column; the line number of each row is its last element."""
     require_file(path, f"a CUB-200-2011 table with {columns} columns per line")
     out = {}
     with open(path) as f:
@@ -23,7 +25,7 @@ def _table(path: Path, columns: int) -> dict[str, list[str]]:
                 continue
             if len(parts) != columns:
                 raise LayoutError(f"{path}:{line_no}: expected {columns} columns, got {line!r}")
-            out[parts[0]] = parts[1:]
+            out[parts[0]] = [*parts[1:], str(line_no)]
     return out
 
 
@@ -46,7 +48,7 @@ def list_cub(root: Path, split: str) -> SourceListing:
             raise LayoutError(f"{root}: image id {image_id} ({rel}) has no class label or split entry")
         if is_train[image_id][0] != wanted:
             continue
-        path = root / "images" / rel
+        path = contained_path(root / "images", rel, f"{root / 'images.txt'} (image {image_id})")
         if not path.is_file():
             missing.append(str(path))
             continue
@@ -56,9 +58,11 @@ def list_cub(root: Path, split: str) -> SourceListing:
                 f"{root / 'image_class_labels.txt'}: class {label + 1} of {rel} outside 1..{len(classes)}"
             )
         box = ()
+        origin = ()
         if image_id in boxes:
-            x, y, w, h = (float(v) for v in boxes[image_id])
+            x, y, w, h = (float(v) for v in boxes[image_id][:4])
             box = ((x, y, x + w, y + h),)
+            origin = (f"{root / 'bounding_boxes.txt'}:{boxes[image_id][4]}",)
         records.append(
             SourceRecord(
                 key=Path(rel).stem,
@@ -66,6 +70,7 @@ def list_cub(root: Path, split: str) -> SourceListing:
                 label=label,
                 class_name=classes[label],
                 boxes=box,
+                box_origins=origin,
                 path=str(path),
             )
         )

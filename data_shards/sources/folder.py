@@ -22,9 +22,9 @@ from data_shards.sources.common import (
 BOXES_HEADER = ["path", "x0", "y0", "x1", "y1"]
 
 
-def read_boxes_csv(path: Path) -> dict[str, list[Box]]:
-    """Boxes per relative image path."""
-    out: dict[str, list[Box]] = {}
+def read_boxes_csv(path: Path) -> dict[str, list[tuple[Box, str]]]:
+    """Boxes per relative image path, each with where it is written (``file:line``)."""
+    out: dict[str, list[tuple[Box, str]]] = {}
     with open(require_file(path, f"a CSV with the header {','.join(BOXES_HEADER)}"), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -35,7 +35,7 @@ def read_boxes_csv(path: Path) -> dict[str, list[Box]]:
                 x0, y0, x1, y1 = (float(v) for v in row[1:])
             except ValueError as err:
                 raise LayoutError(f"{path}:{line}: expected path and 4 numbers, got {row}") from err
-            out.setdefault(row[0], []).append((x0, y0, x1, y1))
+            out.setdefault(row[0], []).append(((x0, y0, x1, y1), f"{path}:{line}"))
     return out
 
 
@@ -58,7 +58,8 @@ def list_folder(root: Path, split: str, boxes_csv: Path | None = None) -> Source
                     source=rel,
                     label=label,
                     class_name=folder.name,
-                    boxes=tuple(boxes.get(rel, ())),
+                    boxes=tuple(b for b, _ in boxes.get(rel, ())),
+                    box_origins=tuple(o for _, o in boxes.get(rel, ())),
                     path=str(path),
                 )
             )

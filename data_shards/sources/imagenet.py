@@ -40,6 +40,7 @@ class Annotation:
     label: int | None
     boxes: tuple[Box, ...]
     size: tuple[int, int] | None
+    origins: tuple[str, ...] = ()  # where each box is written: "file:line" or "file (object n)"
 
 
 def _box(values: list[str], where: str) -> Box:
@@ -67,7 +68,8 @@ def parse_voc_xml(path: Path) -> Annotation:
         boxes.append(_box([box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")], str(path)))
     if len(set(wnids)) > 1:
         raise LayoutError(f"{path}: objects of several classes {sorted(set(wnids))}; expected one")
-    return Annotation(wnids[0] if wnids else None, None, tuple(boxes), wh)
+    origins = tuple(f"{path} (object {i + 1})" for i in range(len(boxes)))
+    return Annotation(wnids[0] if wnids else None, None, tuple(boxes), wh, origins)
 
 
 def read_xml_folder(folder: Path) -> dict[str, Annotation]:
@@ -92,7 +94,7 @@ def read_loc_csv(path: Path) -> dict[str, Annotation]:
             if len(wnids) > 1:
                 raise LayoutError(f"{path}:{line}: several classes {sorted(wnids)}; expected one")
             boxes = tuple(_box(g[1:], f"{path}:{line}") for g in groups)
-            out[row[0]] = Annotation(groups[0][0], None, boxes, None)
+            out[row[0]] = Annotation(groups[0][0], None, boxes, None, (f"{path}:{line}",) * len(boxes))
     return out
 
 
@@ -107,14 +109,21 @@ def read_wsol_metadata(folder: Path) -> dict[str, Annotation]:
     labels = {r[0]: int(r[1]) for r in _wsol_rows(folder / "class_labels.txt")}
     sizes = {r[0]: (int(r[1]), int(r[2])) for r in _wsol_rows(folder / "image_sizes.txt")}
     boxes: dict[str, list[Box]] = {}
-    for r in _wsol_rows(folder / "localization.txt"):
-        boxes.setdefault(r[0], []).append(_box(r[1:], f"{folder / 'localization.txt'} ({r[0]})"))
+    origins: dict[str, list[str]] = {}
+    for line, r in enumerate(_wsol_rows(folder / "localization.txt"), start=1):
+        where = f"{folder / 'localization.txt'}:{line}"
+        boxes.setdefault(r[0], []).append(_box(r[1:], where))
+        origins.setdefault(r[0], []).append(where)
     out = {}
     for image_id in ids:
         if image_id not in labels or image_id not in sizes:
             raise LayoutError(f"{folder}: {image_id} is in image_ids.txt but has no class label or size")
         out[Path(image_id).stem] = Annotation(
-            None, labels[image_id], tuple(boxes.get(image_id, ())), sizes[image_id]
+            None,
+            labels[image_id],
+            tuple(boxes.get(image_id, ())),
+            sizes[image_id],
+            tuple(origins.get(image_id, ())),
         )
     return out
 
@@ -133,7 +142,9 @@ def read_val_folder_txt(path: Path) -> dict[str, Annotation]:
                 )
             wnid, name = parts[0].split("/", 1)
             boxes = tuple(_box(parts[i : i + 4], f"{path}:{line_no}") for i in range(2, len(parts), 4))
-            out[Path(name).stem] = Annotation(wnid, int(parts[1]), boxes, None)
+            out[Path(name).stem] = Annotation(
+                wnid, int(parts[1]), boxes, None, (f"{path}:{line_no}",) * len(boxes)
+            )
     return out
 
 
@@ -259,6 +270,7 @@ def list_imagenet(
                 label=label,
                 class_name=classes[label],
                 boxes=a.boxes,
+                box_origins=a.origins,
                 size=a.size,
                 path=str(path),
             )

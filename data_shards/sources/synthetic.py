@@ -17,13 +17,13 @@ reaches on a set, the "no localization" baseline a model must beat.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 from collections.abc import Iterable
 
 import cv2
 import numpy as np
 
 from data_shards.images import encode_jpeg
+from data_shards.processes import worker_pool
 from data_shards.records import SourceListing, SourceRecord
 from data_shards.sources.common import LayoutError
 
@@ -250,7 +250,7 @@ def list_synthetic(
         raise LayoutError(f"--image-size must be at least 32 pixels, got {image_size}")
     jobs = [(seed, split, i, num_classes, image_size, jpeg_quality) for i in range(count)]
     if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with worker_pool(workers) as pool:
             records = pool.map(_render_record, jobs, chunksize=64)
     else:
         records = [_render_record(j) for j in jobs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tarfile
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from ffcv.fields import IntField, NDArrayField, RGBImageField
 from ffcv.fields.rgb_image import IMAGE_MODES
 from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
 
+from data_shards.processes import ChildFailed, run_guarded
 from data_shards.schema import (
     BOX_DTYPE,
     FFCV_FIELDS,
@@ -122,8 +124,23 @@ def _page_size(largest_sample: int) -> int:
     return max(MIN_PAGE_SIZE, 1 << int(largest_sample + 4096).bit_length())
 
 
+def _remove_leftovers(writer: DatasetWriter, tmp: Path) -> None:
+    """What an unfinished FFCV writer leaves: its shared-memory block and the temporary file."""
+    block = getattr(writer, "metadata_sm", None)  # set by DatasetWriter.prepare()
+    if isinstance(block, shared_memory.SharedMemory):
+        try:
+            block.unlink()
+        except FileNotFoundError:
+            pass
+    tmp.unlink(missing_ok=True)
+
+
 def write_beton(folder: Path, split: str, tars: list[Path], max_boxes: int) -> ShardEntry:
-    """Write ``<split>.beton`` from the split's tar shards, atomically; returns its entry."""
+    """Write ``<split>.beton`` from the split's tar shards, atomically; returns its entry.
+
+    FFCV's writer runs in a guarded child process (:func:`data_shards.processes.run_guarded`):
+    an interrupt or a SIGKILL of this process leaves no writer process, temporary file or
+    shared memory behind."""
     path = folder / ffcv_file_name(split)
     locations = index_tar_samples(tars)
     writer = DatasetWriter(
@@ -132,7 +149,13 @@ def write_beton(folder: Path, split: str, tars: list[Path], max_boxes: int) -> S
         page_size=_page_size(max(loc.image[1] for loc in locations)),
         num_workers=1,
     )
-    writer.from_indexed_dataset(_ShardSamples(locations, max_boxes), chunksize=256)
+    try:
+        run_guarded(
+            lambda: writer.from_indexed_dataset(_ShardSamples(locations, max_boxes), chunksize=256),
+            lambda: _remove_leftovers(writer, tmp_path(path)),
+        )
+    except ChildFailed as err:
+        raise RuntimeError(f"the FFCV writer failed on {path}: {err}") from err
     commit(path)
     return ShardEntry(
         name=path.name,

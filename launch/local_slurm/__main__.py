@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir",
         default=str(DEFAULT_STATE_DIR),
-        help="where config, keys, logs and spools live (default: %(default)s)",
+        help="where config, keys, logs and spools live; munge and slurm users must be able to "
+        "reach it (default for this checkout: %(default)s)",
     )
     args = parser.parse_args(argv)
     cluster = LocalSlurm(state_dir=args.state_dir)

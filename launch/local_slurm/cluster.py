@@ -1,7 +1,10 @@
 """A real SLURM cluster on one host: munge, slurmctld and two slurmd (node1, node2).
 
-Everything lives under one state directory (default ``.local_slurm/`` in the repository
-root): the rendered slurm.conf, a munge key and socket, pid files, logs and spools.
+Everything lives under one state directory: the rendered slurm.conf, a munge key and
+socket, pid files, logs and spools. By default it is ``/var/tmp/scm-dist-slurm-<hash of the
+checkout path>``: outside the checkout, because munged runs as the munge user and cannot
+traverse a private home (mode 0700 or 0750), and one per checkout, so two clones keep
+apart (they share the fixed ports, though: run one cluster at a time).
 Daemons listen on loopback on non-default ports and are stopped by their pid files, so
 the cluster never touches a system-wide SLURM. Clients find it through ``SLURM_CONF``
 (see :meth:`LocalSlurm.client_env`). Starting needs root (slurmd runs jobs as their user).
@@ -9,11 +12,13 @@ the cluster never touches a system-wide SLURM. Clients find it through ``SLURM_C
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import string
 import subprocess
 import time
@@ -21,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATE_DIR = REPO_ROOT / ".local_slurm"
+STATE_PARENT = Path("/var/tmp")
+
+
+def default_state_dir(checkout: Path = REPO_ROOT) -> Path:
+    """The state directory of the cluster of ``checkout``: outside it, named by its path's hash."""
+    digest = hashlib.sha256(str(Path(checkout).resolve()).encode()).hexdigest()[:12]
+    return STATE_PARENT / f"scm-dist-slurm-{digest}"
+
+
+DEFAULT_STATE_DIR = default_state_dir()
 TEMPLATE = Path(__file__).with_name("slurm.conf.in")
 NODES = ("node1", "node2")
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -109,6 +123,7 @@ class LocalSlurm:
                 "the local SLURM cluster must be started as root "
                 "(slurmd runs jobs as their owner); try `sudo make slurm-up`"
             )
+        self._prepare_state_dir()
         for sub in ("run", "log", "ctld", *(f"spool/{n}" for n in NODES)):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self._ensure_hosts()
@@ -151,6 +166,24 @@ class LocalSlurm:
         return stopped
 
     # helpers -------------------------------------------------------------------------
+    def _prepare_state_dir(self) -> None:
+        """Create the state directory (root's, mode 0755) and check that munged can reach it."""
+        self.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        info = self.state_dir.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise LocalSlurmError(
+                f"{self.state_dir} is not a directory owned by this user and writable only by it; "
+                f"remove it (`sudo rm -rf {self.state_dir}`) and run again"
+            )
+        for folder in (self.state_dir, *self.state_dir.parents):
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                raise LocalSlurmError(
+                    f"munged runs as the munge user and cannot reach {self.state_dir}: {folder} has mode "
+                    f"{stat.S_IMODE(mode):04o} (others may not enter it). Use a --state-dir outside "
+                    f"private folders (the default is under {STATE_PARENT}) or `chmod o+x {folder}`"
+                )
+
     def _squeue_ids(self) -> list[str]:
         out = subprocess.run(
             ["squeue", "-h", "-o", "%A"], capture_output=True, text=True, env=self.client_env(), timeout=30

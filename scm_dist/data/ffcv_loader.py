@@ -50,7 +50,8 @@ from data_shards.schema import (
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader
-from .shards import ShardSet, open_shards
+from .decode import EVAL_HINT, SKIP_HINT
+from .shards import ShardError, ShardSet, open_shards
 from .split import balanced_range
 from .transforms import rescale_boxes
 
@@ -134,7 +135,12 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
                 height, width = np.uint32(field["height"]), np.uint32(field["width"])
                 if field["mode"] == jpg:
                     pixels = temp_storage[dst_ix]
-                    imdecode_c(image_data, pixels, height, width, height, width, 0, 0, 1, 1, False, False)
+                    status = imdecode_c(
+                        image_data, pixels, height, width, height, width, 0, 0, 1, 1, False, False
+                    )
+                    if status != 0:  # libjpeg-turbo failed or warned: mark the sample (see _corrupt)
+                        destination[dst_ix] = np.nan
+                        continue
                     pixels = pixels[: 3 * height * width].reshape(height, width, 3)
                 else:
                     pixels = image_data.reshape(height, width, 3)
@@ -146,6 +152,20 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
 
         decode.is_parallel = True
         return decode
+
+
+def _corrupt(images: torch.Tensor) -> torch.Tensor:
+    """Rows of a decoded batch whose JPEG libjpeg-turbo refused or warned about: the decoder
+    fills them with NaN, a value normalised pixels never take. libjpeg-turbo's verdict is the
+    one :func:`data_shards.decode.decode_rgb` (``scm-shards verify --deep``) gives."""
+    return torch.isnan(images.flatten(1)[:, 0])
+
+
+def _corrupt_error(path: str, sample_ids: torch.Tensor, hint: str) -> ShardError:
+    ids = ", ".join(str(i) for i in sample_ids.tolist()[:5])
+    return ShardError(
+        f"sample_id {ids} in {path}: corrupt JPEG data (libjpeg-turbo, as `scm-shards verify --deep`); {hint}"
+    )
 
 
 class _RankOrder(TraversalOrder):
@@ -207,8 +227,9 @@ class FFCVTrainLoader(TrainLoader):
 
     Resume: exact at batch granularity for the same layout (world size, batch size, seed,
     order): the same samples in the same order, the skipped ones never read. Crops and
-    flips are drawn by FFCV's numba threads and are NOT reproduced. ``skip_corrupt`` does
-    not apply: FFCV cannot tell an undecodable JPEG (data_shards encodes them itself).
+    flips are drawn by FFCV's numba threads and are NOT reproduced. A corrupt JPEG stops
+    the run with a :class:`ShardError` naming its sample_id, or with ``skip_corrupt`` is
+    dropped from its batch (one short) and counted.
     The yielded tensors live in FFCV's reused buffers: use (or copy) a batch before
     drawing ``BATCHES_AHEAD`` more.
     """
@@ -228,6 +249,7 @@ class FFCVTrainLoader(TrainLoader):
         )
         self.order = cfg.ffcv_order
         self.last_ids: list[str] = []
+        self._skip_corrupt, self._path = cfg.skip_corrupt, str(shards.paths[0])
         self._pages: np.ndarray | None = None
         self._position = (0, 0)
         self._loader = _keeping_torch_threads(
@@ -269,6 +291,13 @@ class FFCVTrainLoader(TrainLoader):
     def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._position = (epoch, consumed)
         for images, labels, sample_ids in _iterate(self._loader):
+            bad = _corrupt(images)
+            if bad.any():
+                if not self._skip_corrupt or bad.all():
+                    hint = "a whole batch is corrupt: check the file" if self._skip_corrupt else SKIP_HINT
+                    raise _corrupt_error(self._path, sample_ids[bad], hint)
+                self._count_skipped(int(bad.sum()))
+                images, labels, sample_ids = images[~bad], labels[~bad], sample_ids[~bad]
             self.last_ids = [str(i) for i in sample_ids.tolist()]
             yield images, labels
 
@@ -285,6 +314,7 @@ class FFCVEvalLoader:
         start, stop = balanced_range(shards.total, world_size, rank)
         self.num_samples = stop - start
         self._size = cfg.eval_size
+        self._path = str(shards.paths[0])
         indices = np.arange(start, stop, dtype=np.uint64)
         self._loader = (
             None
@@ -320,6 +350,9 @@ class FFCVEvalLoader:
         names = list(self._loader.reader.handlers)
         for fields in _iterate(self._loader):
             f = dict(zip(names, fields))
+            bad = _corrupt(f[FFCV_IMAGE])
+            if bad.any():
+                raise _corrupt_error(self._path, f[FFCV_SAMPLE_ID][bad], EVAL_HINT)
             boxes = [
                 torch.from_numpy(rescale_boxes(boxes_from_ffcv(b.numpy(), n), w, h, self._size))
                 for b, n, w, h in zip(

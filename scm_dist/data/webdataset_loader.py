@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from data_shards.schema import (
     FORMAT_WEBDATASET,
-    WDS_IMAGE_KEY,
     WDS_INFO_KEY,
     WDS_LABEL_KEY,
     boxes_array,
@@ -32,11 +31,11 @@ from data_shards.schema import (
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader, loader_workers
+from .decode import EVAL_HINT, decode_sample
 from .shards import ShardError, ShardSet, open_shards
 from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
 from .streams import batched, buffer_shuffle, read_segment, read_segments, worker_identity
 from .transforms import (
-    decode_jpeg,
     eval_transform,
     normalize_batch,
     rescale_boxes,
@@ -90,14 +89,9 @@ class _TrainStream(IterableDataset):
 
     def _decode(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int, str] | None:
         key = sample["__key__"]
-        image = decode_jpeg(_member(sample, WDS_IMAGE_KEY))
+        image = decode_sample(sample, self.cfg.skip_corrupt)
         if image is None:
-            if self.cfg.skip_corrupt:
-                return None
-            raise ShardError(
-                f"sample {key} in shard {sample['__url__']} is not a decodable "
-                "image; set data.skip_corrupt=true to skip such training samples"
-            )
+            return None
         rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode())])
         params = sample_crop(rng, self.cfg.resize_size, self.cfg.crop_size)
         return (
@@ -184,12 +178,7 @@ class _EvalStream(IterableDataset):
 
     def _sample(self, sample: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray, Any]:
         info = decode_sample_json(_member(sample, WDS_INFO_KEY))
-        image = decode_jpeg(_member(sample, WDS_IMAGE_KEY))
-        if image is None:
-            raise ShardError(
-                f"sample {info.key} in shard {sample['__url__']} is not a "
-                "decodable image; evaluation needs every image: reconvert"
-            )
+        image = decode_sample(sample, False, EVAL_HINT, json_key=info.key)
         size = self.cfg.eval_size
         return (
             eval_transform(image, size),

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_shards.names import safe_file_stem
+
 
 def _pyplot():
     """matplotlib's pyplot on the Agg backend (imported on first use: it is slow)."""
@@ -17,6 +19,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def panel_path(folder: str | Path, key: str) -> Path:
+    """Where the panel of sample ``key`` goes: a file directly inside ``folder`` whatever the key
+    holds (keys come from the shards: ``../x`` or ``a/b`` must not pick the place)."""
+    return Path(folder) / f"{safe_file_stem(key)}.png"
 
 
 def _draw_boxes(axis, boxes: np.ndarray, color: str) -> None:

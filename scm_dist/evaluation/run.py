@@ -26,7 +26,7 @@ from ..models import convert_checkpoint
 from ..models.wsol import LOCALIZATION_MAPS
 from .distributed import all_reduce_counts
 from .localization import LocalizationEvaluator
-from .pictures import save_panel, save_threshold_curves
+from .pictures import panel_path, save_panel, save_threshold_curves
 from .scoremaps import localization_box
 from .table import format_table
 
@@ -76,7 +76,7 @@ def _draw_pictures(
     for item in pictures:
         _, box = localization_box(item["cam"], (size, size), tau)
         save_panel(
-            out_dir / "pictures" / f"{item['key']}.png",
+            panel_path(out_dir / "pictures", item["key"]),
             item["image"],
             item["attention"],
             item["class_map"],

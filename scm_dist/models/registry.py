@@ -10,7 +10,7 @@ import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .weights import checkpoint_filter_fn
+from .weights import check_checkpoint_file, checkpoint_filter_fn
 from .wsol import DeiTWSOL
 
 SIZES = {
@@ -52,6 +52,7 @@ def _create(variant: str, use_scm: bool, size: str, pretrained: bool, **kwargs) 
             )
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{variant}: checkpoint file not found: {path}")
+        check_checkpoint_file(path)
     # architecture kwargs (depth=..., embed_dim=...) may override the size, the timm way
     model_args = {**SIZES[size], **kwargs}
     return build_model_with_cfg(

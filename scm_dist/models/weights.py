@@ -17,7 +17,10 @@ shape is an error that names the file and the keys.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
+import zipfile
+from pathlib import Path
 
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -31,6 +34,42 @@ _RELEASE_TO_OURS = {"fuse._loss_rate": "lam", "thred": "t"}
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint file does not fit the model it is loaded into."""
+
+
+class CheckpointFileError(ValueError):
+    """A file given as a checkpoint is not one (or holds objects weights_only refuses)."""
+
+
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a"  # torch.save before 1.6: pickle protocol 2, a long magic number
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Raise :class:`CheckpointFileError` (one line naming the file) unless ``path`` is a
+    ``.safetensors`` file or a torch.save file that loads with ``weights_only=True``. Zip
+    checkpoints are memory-mapped, so the check reads little more than the pickled index."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (zipfile.is_zipfile(path) or head == _LEGACY_TORCH_MAGIC):
+        raise CheckpointFileError(
+            f"{path} is not a PyTorch checkpoint (neither a torch.save zip nor a .safetensors file; "
+            "text, tar or another format?): give the .pth/.pt file itself"
+        )
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointFileError(
+            f"{path} holds Python objects that weights-only loading refuses to unpickle ({first}); "
+            "nothing was executed: re-save its state dict (tensors only) with torch.save"
+        ) from err
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
+        raise CheckpointFileError(
+            f"{path} is a damaged or truncated PyTorch checkpoint ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); copy it again"
+        ) from err
 
 
 def _rename_release_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

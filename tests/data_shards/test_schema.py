@@ -83,6 +83,7 @@ def test_manifest_round_trip_and_version_check(tmp_path):
         "images_in": 3,
         "skipped": 1,
         "boxes_clipped": 1,
+        "boxes_skipped": 0,
         "bytes": {"webdataset": 100, "ffcv": 300},
     }
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))

@@ -1,0 +1,53 @@
+"""The loaders' decode step: a sample's key must be a plain name and its image must pass the
+same check as ``scm-shards verify --deep`` (:func:`data_shards.decode.decode_rgb`); a
+corrupt image is skipped (``data.skip_corrupt``, training only) or stops the run with a
+:class:`ShardError` naming the sample and its shard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from data_shards.decode import CorruptImageError, decode_rgb
+from data_shards.names import sample_key_problem
+from data_shards.schema import WDS_IMAGE_KEY
+
+from .shards import ShardError
+
+SKIP_HINT = "set data.skip_corrupt=true to skip such training samples"
+EVAL_HINT = "evaluation needs every image: reconvert the split"
+
+
+def check_key(key: Any, shard: Any) -> str:
+    """``key`` when it is a plain sample name, else a :class:`ShardError` naming it and the shard."""
+    problem = sample_key_problem(key) if isinstance(key, str) else "it is not text"
+    if problem:
+        raise ShardError(
+            f"sample key {key!r} in shard {shard} is not a plain name ({problem}); "
+            "the shard was not written by data_shards: reconvert the split"
+        )
+    return key
+
+
+def decode_sample(
+    sample: dict[str, Any], skip_corrupt: bool, hint: str = SKIP_HINT, json_key: str | None = None
+) -> np.ndarray | None:
+    """RGB uint8 image of a WebDataset sample dict (``__key__``, ``__url__``, members); None
+    when it is corrupt and ``skip_corrupt`` is set. ``json_key``, the key the sample's json
+    states, is checked as well when given."""
+    shard = sample.get("__url__")
+    key = check_key(sample.get("__key__"), shard)
+    if json_key is not None:
+        check_key(json_key, shard)
+    if WDS_IMAGE_KEY not in sample:
+        raise ShardError(
+            f"sample {key} in shard {shard} has no .{WDS_IMAGE_KEY} member; "
+            "reconvert the split with data_shards"
+        )
+    try:
+        return decode_rgb(sample[WDS_IMAGE_KEY])
+    except CorruptImageError as err:
+        if skip_corrupt:
+            return None
+        raise ShardError(f"sample {key} in shard {shard} is not a decodable image ({err}); {hint}") from err
