@@ -11,8 +11,6 @@ from pathlib import Path
 import torch
 from engine_workers import make_config
 
-from scm_dist.engine.run_lock import RunLock
-
 
 class Payload:
     """A pickle that runs a shell command when unpickled with weights_only=False."""
@@ -66,8 +64,28 @@ def resume_from_planted_files(job: dict) -> dict:
 
 def hold_lock(directory: str, seconds: float, ready: str) -> None:
     """Hold the run lock on ``directory`` for ``seconds`` (a second writer's stand-in)."""
+    from scm_dist.engine.run_lock import RunLock
+
     lock = RunLock(directory)
     lock.acquire()
     Path(ready).write_text(str(os.getpid()))
     time.sleep(seconds)
     lock.release()
+
+
+def train_argv(shards: Path, out: Path, *extra: str) -> list[str]:
+    """scm-train arguments for a 2-step run on the synthetic shards."""
+    cfg = make_config(str(shards), str(out), [])
+    return [
+        "--config",
+        "configs/experiments/synthetic_scm.yaml",
+        f"data.train_dir={cfg.data.train_dir}",
+        f"data.val_dir={cfg.data.val_dir}",
+        f"train.output_dir={out}",
+        "data.workers=0",
+        "data.batch_size=8",
+        "model.depth=3",
+        "train.max_steps=2",
+        "eval.after_train=false",
+        *extra,
+    ]

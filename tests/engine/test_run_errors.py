@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_run_lock import _train_argv
+from safety_workers import train_argv
 
 from scm_dist.cli import train_main
 
@@ -21,9 +21,9 @@ def test_output_dir_that_is_a_file_or_under_a_file(synthetic_shards, tmp_path):
     file = tmp_path / "file"
     file.write_text("x")
     assert f"train.output_dir={file} is a file, not a directory" in _one_line_error(
-        _train_argv(synthetic_shards, file)
+        train_argv(synthetic_shards, file)
     )
-    assert "a parent of it is a file" in _one_line_error(_train_argv(synthetic_shards, file / "run"))
+    assert "a parent of it is a file" in _one_line_error(train_argv(synthetic_shards, file / "run"))
 
 
 @pytest.fixture
@@ -49,13 +49,13 @@ def tmpfs(tmp_path):
 
 def test_read_only_output_dir(synthetic_shards, tmpfs):
     mount = tmpfs("size=1m,ro")
-    message = _one_line_error(_train_argv(synthetic_shards, mount / "run"))
+    message = _one_line_error(train_argv(synthetic_shards, mount / "run"))
     assert f"train.output_dir={mount / 'run'}" in message and "read-only file system" in message
 
 
 def test_full_disk_while_saving_names_the_file(synthetic_shards, tmpfs):
     mount = tmpfs("size=3m")  # config, metrics and logs fit; the model (6 MB) does not
-    message = _one_line_error(_train_argv(synthetic_shards, mount / "run"))
+    message = _one_line_error(train_argv(synthetic_shards, mount / "run"))
     assert "no space left on the device while writing" in message, message
     assert str(mount / "run" / "checkpoints" / ".step_00000002.partial") in message
     assert not (mount / "run" / "checkpoints" / ".step_00000002.partial").exists()  # space given back

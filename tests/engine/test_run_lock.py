@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_workers import make_config
-from safety_workers import hold_lock
+from safety_workers import hold_lock, train_argv
 
 from scm_dist.cli import train_main
 from scm_dist.engine.run_lock import LOCK_NAME, RunLock, RunLockedError
@@ -80,7 +79,7 @@ def test_scm_train_refuses_an_output_dir_in_use(synthetic_shards, tmp_path):
     out = tmp_path / "run"
     holder = _start_holder(out, seconds=600)
     try:
-        argv = _train_argv(synthetic_shards, out)
+        argv = train_argv(synthetic_shards, out)
         with pytest.raises(SystemExit) as exit_:
             train_main(argv)
         message = str(exit_.value.code)
@@ -90,20 +89,3 @@ def test_scm_train_refuses_an_output_dir_in_use(synthetic_shards, tmp_path):
     finally:
         holder.kill()
         holder.join(30)
-
-
-def _train_argv(shards: Path, out: Path, *extra: str) -> list[str]:
-    cfg = make_config(str(shards), str(out), [])
-    return [
-        "--config",
-        "configs/experiments/synthetic_scm.yaml",
-        f"data.train_dir={cfg.data.train_dir}",
-        f"data.val_dir={cfg.data.val_dir}",
-        f"train.output_dir={out}",
-        "data.workers=0",
-        "data.batch_size=8",
-        "model.depth=3",
-        "train.max_steps=2",
-        "eval.after_train=false",
-        *extra,
-    ]
