@@ -4,8 +4,9 @@
 Lustre, GPFS differ), so the lock is a file created with ``O_CREAT | O_EXCL`` (atomic on
 them) holding ``{"host", "pid", "token"}``, whose mtime a daemon thread refreshes every
 ``heartbeat_s``. A lock is stale when its process is gone (same host: the pid is dead;
-another host: no heartbeat for ``stale_after_s``); a stale lock is taken over, a live one
-refuses the second writer with a message that names the holder. Released on exit.
+another host: no heartbeat for ``stale_after_s``; or an earlier incarnation of this
+requeued SLURM job, which SLURM has ended before restarting it); a stale lock is taken over,
+a live one refuses the second writer with a message that names the holder. Released on exit.
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ class RunLock:
         self.path = Path(directory) / LOCK_NAME
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        self.owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "token": uuid.uuid4().hex,
+            "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
+            "slurm_restart": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+        }
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -69,6 +76,13 @@ class RunLock:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return "gone"
+        job = self.owner["slurm_job"]
+        if (
+            job
+            and holder.get("slurm_job") == job
+            and holder.get("slurm_restart", 0) < self.owner["slurm_restart"]
+        ):
+            return f"SLURM job {job} was requeued"
         if holder.get("host") == self.owner["host"] and isinstance(holder.get("pid"), int):
             return None if _pid_alive(holder["pid"]) else f"process {holder['pid']} is gone"
         if age > self.stale_after_s:

@@ -89,3 +89,17 @@ def test_scm_train_refuses_an_output_dir_in_use(synthetic_shards, tmp_path):
     finally:
         holder.kill()
         holder.join(30)
+
+
+def test_lock_of_an_earlier_incarnation_of_a_requeued_slurm_job_is_stale(tmp_path, monkeypatch):
+    path = tmp_path / LOCK_NAME
+    holder = {"host": "other-node", "pid": 1, "token": "x", "slurm_job": "77", "slurm_restart": 0}
+    path.write_text(json.dumps(holder))
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    with pytest.raises(RunLockedError):  # the same incarnation: another step of the live job
+        RunLock(tmp_path).acquire()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    lock.release()
