@@ -51,11 +51,12 @@ def _run(prog: str, work: Callable[[], Any]) -> Any:
     """Run ``work``; an error that is the user's to fix becomes one line, not a traceback
     per rank (ValueError covers bad values and checkpoints that do not match)."""
     from .data import ShardError
-    from .engine import ResumeError, WorldSizeError
+    from .engine import WorldSizeError
+    from .engine.safe_io import RunStateError
 
     try:
         return work()
-    except (FileNotFoundError, ValueError, ShardError, ResumeError, WorldSizeError) as err:
+    except (FileNotFoundError, ValueError, ShardError, RunStateError, WorldSizeError) as err:
         logging.getLogger(prog).debug("details", exc_info=True)
         sys.exit(f"{prog}: error: {err}")
 

@@ -30,6 +30,7 @@ class ModelConfig:
     pretrained: str = ""  # local checkpoint file (DeiT, release or own); "" = random
     attn_impl: str = "fused"  # fused | naive (materialised attention, reference)
     scm_impl: str = "fast"  # fast | literal (SCM_SPEC.md step by step, reference)
+    resample_pos_embed: bool = False  # scm-eval: resample a checkpoint's pos_embed to the eval grid
 
 
 @dataclass
@@ -89,6 +90,7 @@ class TrainConfig:
     log_every: int = 20
     output_dir: str = "runs/default"
     resume: str = "auto"  # auto (latest in output_dir) | none | a checkpoint path
+    overwrite: bool = False  # with resume=none: delete output_dir's checkpoints and start over
     expected_world_size: int = 0  # >0: refuse to start with another world size
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import ExperimentConfig
 from .backend import Backend
+from .state_files import load_training_state, save_training_state
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -43,7 +44,6 @@ class AccelerateBackend(Backend):
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         # not prepared: Accelerate would step it once per process
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, multiplier)
-        self.accelerator.register_for_checkpointing(self.scheduler)
 
     def micro_step(self, sync: bool) -> AbstractContextManager:
         return nullcontext() if sync else self.accelerator.no_sync(self.model)
@@ -66,10 +66,16 @@ class AccelerateBackend(Backend):
         return self.scheduler.get_last_lr()[0]
 
     def save(self, directory: Path) -> None:
-        self.accelerator.save_state(str(directory), safe_serialization=False)
+        # not accelerator.save_state: load_state would unpickle (see state_files.py)
+        scaler = self.accelerator.scaler
+        extra = {"scheduler": self.scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None}
+        save_training_state(directory, self.model, self.optimizer.optimizer, extra, self.is_main)
 
     def load(self, directory: Path) -> None:
-        self.accelerator.load_state(str(directory))
+        extra = load_training_state(directory, self.model, self.optimizer.optimizer)
+        self.scheduler.load_state_dict(extra["scheduler"])
+        if self.accelerator.scaler is not None and extra.get("scaler"):
+            self.accelerator.scaler.load_state_dict(extra["scaler"])
 
     def consolidated_state_dict(self, directory: Path) -> dict[str, torch.Tensor] | None:
         state = self.accelerator.get_state_dict(self.model)

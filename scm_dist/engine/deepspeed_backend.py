@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config import ExperimentConfig
 from .backend import Backend
+from .safe_deepspeed import use_safe_checkpoint_engine
 
 CHECKPOINT_TAG = "zero"
 
@@ -76,6 +77,8 @@ class DeepSpeedBackend(Backend):
             config=config,
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, multiplier),
         )
+        use_safe_checkpoint_engine(self.engine)  # resume reads files with weights_only=True
+        self._written: set[Path] = set()
         self.input_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             self.cfg.train.precision, torch.float32
         )
@@ -100,6 +103,7 @@ class DeepSpeedBackend(Backend):
 
     def save(self, directory: Path) -> None:
         self.engine.save_checkpoint(str(directory), tag=CHECKPOINT_TAG)
+        self._written.add(directory.parent / directory.name.removeprefix(".").removesuffix(".partial"))
 
     def load(self, directory: Path) -> None:
         path, _ = self.engine.load_checkpoint(str(directory), tag=CHECKPOINT_TAG)
@@ -112,6 +116,9 @@ class DeepSpeedBackend(Backend):
             return None
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
+        # zero_to_fp32 unpickles: only ever on a checkpoint this process has just written
+        if Path(directory) not in self._written:
+            raise RuntimeError(f"{directory} was not written by this run; save a checkpoint first")
         state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=CHECKPOINT_TAG)
         return {k: v.float().clone() for k, v in state.items()}
 

@@ -18,7 +18,9 @@ from ..models import create_wsol_model
 from .backend import Backend, make_backend
 from .checkpoint import CheckpointManager, ResumeError
 from .distributed import LaunchEnv, check_world_size, rng_state, seed_everything, set_rng_state
+from .lr_resume import continue_schedule
 from .optim import lr_multiplier, param_groups, scaled_lr
+from .run_dir import open_run
 from .run_log import RunLogger
 from .stop import StopRequest
 
@@ -164,13 +166,16 @@ class Trainer:
 
     # -- resume ---------------------------------------------------------------------
     def resume(self) -> None:
-        path = self.checkpoints.resolve(self.cfg.train.resume)
+        path = self.checkpoints.resolve(self.cfg.train.resume, self.cfg.train.overwrite)
         if path is None:
             return
-        saved = self.checkpoints.read_trainer_state(path)
+        with self.checkpoints.reading(path):
+            saved = self.checkpoints.read_trainer_state(path)
         _check_resumable(saved["identity"], self.identity, path)
-        self.backend.load(path)
-        rank_state = self.checkpoints.read_rank_state(path)
+        with self.checkpoints.reading(path):
+            self.backend.load(path)
+            rank_state = self.checkpoints.read_rank_state(path)
+        continue_schedule(self.backend.scheduler, self.lr, saved.get("peak_lr"), path, saved["step"])
         self.loader.load_state_dict(rank_state["data"])
         self.progress = Progress(step=saved["step"], epoch=saved["epoch"])
         set_rng_state(rank_state["rng"])  # last: nothing above may consume randomness after
@@ -183,6 +188,7 @@ class Trainer:
             "step": self.progress.step,
             "epoch": self.progress.epoch,
             "identity": self.identity,
+            "peak_lr": self.lr,
             "config": config_to_dict(self.cfg),
         }
         rank_state = {"rng": rng_state(), "data": self.loader.state_dict()}
@@ -240,10 +246,18 @@ class Trainer:
         return metrics["train/loss"]
 
     def run(self) -> dict[str, Any]:
-        """Train to the end (or to a stop request); returns a summary."""
+        """Train to the end (or to a stop request) holding the output_dir lock; a summary."""
+        lock = open_run(self.output_dir, self.backend)
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> dict[str, Any]:
         cfg, backend = self.cfg, self.backend
+        self.resume()  # first: a refused resume leaves config.yaml as it was
         if backend.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.output_dir / "config.yaml")
             log.info(
                 "training %s on %d process(es), %s %s: %d steps (%d per epoch), global batch %d, lr %.3g",
@@ -256,11 +270,10 @@ class Trainer:
                 self.global_batch,
                 self.lr,
             )
-        self.resume()
         logger = RunLogger(self.output_dir, backend.is_main, self.total_steps, self.progress.step)
         meter = dict(loss=0.0, correct=0.0, count=0.0, data_s=0.0)
         status, last_loss, started = "completed", float("nan"), time.perf_counter()
-        saved_at = self.progress.step if self.last_checkpoint else -1
+        saved_at = -1  # a run always ends on a checkpoint it wrote itself (see write_final_model)
         while self.progress.step < self.total_steps and status == "completed":
             self.loader.set_epoch(self.progress.epoch)
             batches = iter(self.loader)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,24 @@ from typing import Any
 from tqdm import tqdm
 
 log = logging.getLogger("scm_dist.train")
+
+
+def drop_records_after(path: Path, step: int) -> None:
+    """Keep the records of ``path`` up to ``step`` (a resumed run writes the later steps
+    again) and drop a line cut short by a kill; rewritten atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 class RunLogger:
@@ -26,8 +45,9 @@ class RunLogger:
 
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        drop_records_after(output_dir / "metrics.jsonl", start_step)
         self.jsonl = open(output_dir / "metrics.jsonl", "a", buffering=1)
-        self.tensorboard = SummaryWriter(str(output_dir / "tensorboard"))
+        self.tensorboard = SummaryWriter(str(output_dir / "tensorboard"), purge_step=start_step + 1)
         self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
 
     def advance(self) -> None:

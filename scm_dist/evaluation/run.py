@@ -24,6 +24,7 @@ from ..engine.loop import build_model
 from ..export import read_state_dict
 from ..models import convert_checkpoint
 from ..models.wsol import LOCALIZATION_MAPS
+from .checkpoint_checks import check_class_count, check_pos_embed
 from .distributed import all_reduce_counts
 from .localization import LocalizationEvaluator
 from .pictures import panel_path, save_panel, save_threshold_curves
@@ -58,6 +59,7 @@ def load_eval_model(cfg: ExperimentConfig, checkpoint: str | Path) -> torch.nn.M
             f"{checkpoint} has {num_classes} classes but model.num_classes={cfg.model.num_classes}"
         )
     model = build_model(cfg, num_classes, img_size=cfg.data.eval_size, load_pretrained=False)
+    check_pos_embed(state, model, checkpoint, cfg.model.resample_pos_embed)
     model.load_state_dict(convert_checkpoint(state, model, source=str(checkpoint)))
     return model.eval()
 
@@ -96,6 +98,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
     device = torch.device(f"cuda:{launch.local_rank}" if torch.cuda.is_available() else "cpu")
     model = load_eval_model(cfg, checkpoint).to(device)
     loader = build_eval_loader(cfg.data, rank=rank, world_size=world_size)
+    check_class_count(checkpoint, model.num_classes, loader.num_classes, cfg.data.val_dir)
     size = cfg.data.eval_size
     evaluator = LocalizationEvaluator(
         image_size=(size, size),
