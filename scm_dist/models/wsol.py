@@ -74,7 +74,7 @@ class DeiTWSOL(DeiTEncoder):
 
     def class_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class maps S [B, K, h, w] and the raw attention CAM A [B, N]."""
-        tokens, attention_cam = self.forward_features(images)
+        tokens, attention_cam = self.encode(images)
         batch, _, dim = tokens.shape
         grid = tokens.transpose(1, 2).reshape(batch, dim, *self.grid_size)
         return self.head(grid), attention_cam
