@@ -7,9 +7,9 @@ from scm_dist.models.benchmark import PATHS, run
 
 
 def test_model_benchmark_ratios_follow_from_its_own_figures():
-    batch = 2
+    batch = 1
     result = run(
-        ["--model", "deit_scm_tiny_patch16_224", "--batch", str(batch), "--img-size", "64", "--steps", "1"]
+        ["--model", "deit_scm_tiny_patch16_224", "--batch", str(batch), "--img-size", "224", "--steps", "1"]
     )
     cpu = result["cpu"]
     assert set(PATHS) <= set(cpu)
