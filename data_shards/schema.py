@@ -18,9 +18,10 @@ WebDataset sample (``key`` is the source file stem, e.g. ``ILSVRC2012_val_000000
 
 Boxes are ``[x0, y0, x1, y1]`` in ORIGINAL pixels: the frame of ``width`` x ``height``,
 the size the annotation refers to. Coordinates are pixel indices, corners included (the
-"+1" area convention of the WSOL protocol), clipped to ``[0, width-1] x [0, height-1]``. When the stored JPEG is smaller (``--max-side``, or a
-stand-in image), ``image_width`` x ``image_height`` is the stored size and
-:func:`boxes_in_image_pixels` rescales the boxes to it. Every box of an image is kept.
+"+1" area convention of the WSOL protocol), clipped to ``[0, width-1] x [0, height-1]``.
+When the stored JPEG is smaller (``--max-side``, or a stand-in image), ``image_width`` x
+``image_height`` is the stored size and :func:`boxes_in_image_pixels` rescales the boxes to it.
+Every box of an image is kept.
 
 FFCV sample: the fields of :data:`FFCV_FIELDS`, in that order; the image is the same
 JPEG bytes as the WebDataset ``key.jpg`` (FFCV's ``jpg`` image mode). ``boxes`` is a float32

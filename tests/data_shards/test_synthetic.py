@@ -86,7 +86,7 @@ def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> floa
 
 
 def test_class_is_the_shape_and_hue_band_not_the_position(rendered):
-    labels = np.array([l for _, l, _ in rendered])
+    labels = np.array([label for _, label, _ in rendered])
     counts = np.bincount(labels, minlength=10)
     assert counts.min() > 0.6 * counts.mean()
     position = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for _, _, b in rendered])
