@@ -72,7 +72,8 @@ def _real_sizes(path: Path | None, count: int) -> list[tuple[int, int]]:
     path = path or imagenet_val_metadata() / "image_sizes.txt"
     if not path.is_file():
         raise FileNotFoundError(f"--sizes {path}: no such file; give a wsolevaluation image_sizes.txt")
-    sizes = [tuple(int(v) for v in line.split(",")[1:3]) for line in path.read_text().splitlines()[:count]]
+    rows = [line.split(",") for line in path.read_text().splitlines()[:count]]
+    sizes = [(int(row[1]), int(row[2])) for row in rows]
     return (sizes * (count // max(len(sizes), 1) + 1))[:count]
 
 

@@ -34,6 +34,9 @@ import time
 
 import torch
 
+from .encoder import DeiTEncoder
+from .registry import create_wsol_model
+
 
 def _storage_key(tensor: torch.Tensor) -> tuple[int, int]:
     storage = tensor.untyped_storage()
@@ -45,7 +48,7 @@ class SavedTensorMeter:
     saves and, when the model checkpoints its blocks, the block inputs the checkpoints keep
     (inside a checkpoint autograd saves nothing that outer hooks would see)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: DeiTEncoder) -> None:
         self.activation_bytes = 0
         self.attention_bytes = 0
         self._seen: set[tuple[int, int]] = set()
@@ -53,13 +56,13 @@ class SavedTensorMeter:
         self._shared: set[tuple[int, int]] = set()
         self._in_attention = False
         self._model = model
-        for block in model.blocks:
+        for block, attn in zip(model.blocks, model.attention_layers()):
             block.register_forward_pre_hook(self._block_input)
-            block.attn.register_forward_pre_hook(self._enter)
-            block.attn.register_forward_hook(self._leave)
-            block.attn.qkv.register_forward_pre_hook(self._mark_shared)
-            block.attn.qkv.register_forward_hook(self._mark_shared)
-            block.attn.proj.register_forward_pre_hook(self._mark_shared)
+            attn.register_forward_pre_hook(self._enter)
+            attn.register_forward_hook(self._leave)
+            attn.qkv.register_forward_pre_hook(self._mark_shared)
+            attn.qkv.register_forward_hook(self._mark_shared)
+            attn.proj.register_forward_pre_hook(self._mark_shared)
         self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
     def _count(self, tensor: torch.Tensor) -> tuple[int, int]:
@@ -77,7 +80,7 @@ class SavedTensorMeter:
         return tensor
 
     def _block_input(self, _module, inputs) -> None:
-        if getattr(self._model, "grad_checkpointing", False) and torch.is_grad_enabled():
+        if self._model.grad_checkpointing and torch.is_grad_enabled():
             self._count(inputs[0])
 
     def _mark_shared(self, _module, inputs, output=None) -> None:
@@ -109,19 +112,12 @@ class _TrainStep:
     """One path's model, optimizer and fixed batch; ``__call__`` runs one train step."""
 
     def __init__(self, path: str, args: argparse.Namespace, device: str) -> None:
-        import timm
-
-        import scm_dist  # noqa: F401  (registers the models in this process)
-
         torch.manual_seed(0)
         attn_impl, scm_impl, grad_checkpointing = PATHS[path]
-        self.model = (
-            timm.create_model(
-                args.model, num_classes=1000, img_size=args.img_size, attn_impl=attn_impl, scm_impl=scm_impl
-            )
-            .to(device)
-            .train()
+        self.model = create_wsol_model(
+            args.model, num_classes=1000, img_size=args.img_size, attn_impl=attn_impl, scm_impl=scm_impl
         )
+        self.model.to(device).train()
         self.model.set_grad_checkpointing(grad_checkpointing)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)

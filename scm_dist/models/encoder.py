@@ -101,7 +101,8 @@ class DeiTEncoder(VisionTransformer):
         """
         self.check_input(images)
         x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(images))))
-        rows, matrices = [], []
+        rows: list[torch.Tensor] = []
+        matrices: list[torch.Tensor] = []
         checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self.blocks:
             if checkpointing:

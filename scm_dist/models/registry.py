@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any
+from typing import Any, cast
 
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -107,4 +107,4 @@ def create_wsol_model(name: str, **kwargs) -> DeiTWSOL:
         close = difflib.get_close_matches(name, MODEL_NAMES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} Known: {', '.join(MODEL_NAMES)}")
-    return timm.create_model(name, **kwargs)
+    return cast(DeiTWSOL, timm.create_model(name, **kwargs))

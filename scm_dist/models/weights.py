@@ -21,7 +21,8 @@ import re
 
 import torch
 from timm.layers import resample_abs_pos_embed
-from torch import nn
+
+from .encoder import DeiTEncoder
 
 _logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _describe(keys: set[str], limit: int = 12) -> str:
 
 
 def convert_checkpoint(
-    state_dict: dict[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
+    state_dict: dict[str, torch.Tensor], model: DeiTEncoder, source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
     """Map a DeiT, release or own state dict onto ``model``'s keys (see module doc)."""
     state_dict = _rename_release_keys(state_dict)
@@ -107,7 +108,7 @@ def convert_checkpoint(
     return state_dict
 
 
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DeiTEncoder) -> dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: :func:`convert_checkpoint` naming the file."""
     source = getattr(model, "pretrained_cfg", {}).get("file") or "checkpoint"
     return convert_checkpoint(state_dict, model, source=str(source))
