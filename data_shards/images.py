@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from data_shards.records import Box, PreparedSample, Skipped, SourceRecord
+from data_shards.records import Box, PreparedSample, SourceRecord
+from data_shards.schema import SkippedSample
 
 # Errors PIL raises for unreadable, corrupt or truncated files.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -57,12 +58,12 @@ def clip_boxes(boxes: tuple[Box, ...], width: int, height: int, where: str) -> t
 
 def prepare_sample(
     record: SourceRecord, sample_id: int, max_side: int | None, jpeg_quality: int
-) -> PreparedSample | Skipped:
+) -> PreparedSample | SkippedSample:
     """Read, check and (only when needed) re-encode one image.
 
     The source JPEG bytes are kept as they are unless the file is not an RGB JPEG (PNG, CMYK,
     grayscale, ...) or is larger than ``max_side``. Unreadable, corrupt or truncated files give
-    :class:`Skipped`.
+    :class:`SkippedSample`.
     """
     try:
         if record.data is not None:
@@ -77,9 +78,11 @@ def prepare_sample(
             reencode = fmt != "JPEG" or mode != "RGB" or new_size != (width, height)
             rgb = np.asarray(image.convert("RGB")) if reencode else None
     except Image.UnidentifiedImageError:
-        return Skipped(record.source, "unreadable: not an image format PIL knows (empty or damaged file?)")
+        return SkippedSample(
+            record.source, "unreadable: not an image format PIL knows (empty or damaged file?)"
+        )
     except _DECODE_ERRORS as err:
-        return Skipped(record.source, f"unreadable, corrupt or truncated image: {err}")
+        return SkippedSample(record.source, f"unreadable, corrupt or truncated image: {err}")
     if reencode:
         if new_size != (width, height):
             rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)

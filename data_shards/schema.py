@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +102,9 @@ class SampleInfo:
     source: str  # source path relative to the dataset root
 
     def to_json(self) -> bytes:
-        """Canonical UTF-8 JSON (sorted keys, no spaces) so shards are byte-identical."""
-        data = {
-            "key": self.key,
-            "sample_id": self.sample_id,
-            "label": self.label,
-            "class_name": self.class_name,
-            "width": self.width,
-            "height": self.height,
-            "boxes": [list(b) for b in self.boxes],
-            "image_width": self.image_width,
-            "image_height": self.image_height,
-            "source": self.source,
-        }
+        """Canonical UTF-8 JSON (sorted keys, no spaces) so shards are byte-identical; only
+        the fields of this class (a subclass's extra fields are not part of the json)."""
+        data = {f.name: getattr(self, f.name) for f in fields(SampleInfo)}
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -128,7 +118,7 @@ def decode_sample_json(raw: bytes | str | Mapping[str, Any]) -> SampleInfo:
         class_name=str(data["class_name"]),
         width=int(data["width"]),
         height=int(data["height"]),
-        boxes=tuple(tuple(float(v) for v in b) for b in data["boxes"]),
+        boxes=tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in data["boxes"]),
         image_width=int(data["image_width"]),
         image_height=int(data["image_height"]),
         source=str(data["source"]),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .scoring import _best_iou
 from .tables import _N_REPS4, _REPS4
 from .union_find import _ONE, _U, _absorb, _drop, _find, _pixel, _ring_mask, _ring_offsets, _start
 
@@ -115,7 +114,7 @@ def hole_sweep(
         for i in range(n_roots):
             r = roots[i]
             if dirty[r]:
-                cached_iou[r] = _best_iou(
+                cached_iou[r] = best_iou(
                     box[r, 0] - 1,
                     box[r, 1] - 1,
                     min(box[r, 2] + 2, width - 1),
