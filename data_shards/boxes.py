@@ -3,7 +3,7 @@
 Boxes are ``[x0, y0, x1, y1]`` with both corners inside the box (the schema's convention,
 data_shards/schema.py), so a box covers ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels: the "+1"
 convention of the WSOL protocol (docs/EVALUATION.md). Compiled with numba: the evaluation's
-box search calls :func:`best_iou` in its inner loops.
+box search calls :func:`iou_with_gt` in its inner loops.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 
 @nb.njit(cache=True)
-def best_iou(x0: float, y0: float, x1: float, y1: float, gt: np.ndarray) -> float:
+def iou_with_gt(x0: float, y0: float, x1: float, y1: float, gt: np.ndarray) -> float:
     """Largest IoU of one box with any GT box of ``gt`` [m, 4] (0 when ``gt`` is empty)."""
     best = 0.0
     area = (x1 - x0 + 1) * (y1 - y0 + 1)
@@ -33,5 +33,5 @@ def best_box_iou(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Best IoU of each box [n, 4] with any GT box [m, 4] -> [n]."""
     out = np.empty(boxes.shape[0])
     for i in range(boxes.shape[0]):
-        out[i] = best_iou(boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3], gt)
+        out[i] = iou_with_gt(boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3], gt)
     return out

@@ -34,7 +34,9 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint file does not fit the model it is loaded into."""
 
 
-def _rename_release_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def clean_checkpoint_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our key names for any checkpoint of the family: ``module.`` (DataParallel) stripped,
+    the release's SCM scalars renamed to ``scm.layers.{l}.lam`` / ``.t``."""
     renamed = {}
     for key, value in state_dict.items():
         key = key.removeprefix("module.")
@@ -55,7 +57,7 @@ def convert_checkpoint(
     state_dict: dict[str, torch.Tensor], model: DeiTEncoder, source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
     """Map a DeiT, release or own state dict onto ``model``'s keys (see module doc)."""
-    state_dict = _rename_release_keys(state_dict)
+    state_dict = clean_checkpoint_keys(state_dict)
     target = model.state_dict()
     kept_init: list[str] = []
 
