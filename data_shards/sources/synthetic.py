@@ -311,7 +311,11 @@ def centred_box_accuracy(
 def describe_baseline(listing: SourceListing, steps: int = 20) -> dict[str, float]:
     """Centred-box baseline of a rendered listing, for the README and the manifest."""
     boxes = [np.asarray(r.boxes) for r in listing.records]
-    size = cv2.imdecode(np.frombuffer(listing.records[0].data, np.uint8), cv2.IMREAD_COLOR).shape[0]
+    data = listing.records[0].data
+    image = None if data is None else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise LayoutError("describe_baseline needs a rendered listing (in-memory JPEG records)")
+    size = image.shape[0]
     accuracy, (fw, fh) = centred_box_accuracy(boxes, [(size, size)] * len(boxes), steps=steps)
     return {
         "centred_box_accuracy_iou50": accuracy,

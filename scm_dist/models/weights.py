@@ -21,6 +21,7 @@ import re
 
 import torch
 from timm.layers import resample_abs_pos_embed
+from torch import nn
 
 from .encoder import DeiTEncoder
 
@@ -54,9 +55,13 @@ def _describe(keys: set[str], limit: int = 12) -> str:
 
 
 def convert_checkpoint(
-    state_dict: dict[str, torch.Tensor], model: DeiTEncoder, source: str = "checkpoint"
+    state_dict: dict[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
     """Map a DeiT, release or own state dict onto ``model``'s keys (see module doc)."""
+    if not isinstance(model, DeiTEncoder):
+        raise TypeError(
+            f"convert_checkpoint loads models of the DeiT WSOL family, not {type(model).__name__}"
+        )
     state_dict = clean_checkpoint_keys(state_dict)
     target = model.state_dict()
     kept_init: list[str] = []
@@ -110,7 +115,7 @@ def convert_checkpoint(
     return state_dict
 
 
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DeiTEncoder) -> dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: :func:`convert_checkpoint` naming the file."""
     source = getattr(model, "pretrained_cfg", {}).get("file") or "checkpoint"
     return convert_checkpoint(state_dict, model, source=str(source))
