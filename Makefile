@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: setup apt demo test bench slurm-up slurm-down clean-venv
+.PHONY: setup apt demo lint test bench slurm-up slurm-down clean-venv
 
 setup: apt $(STAMP)
 
@@ -31,6 +31,12 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(PY) -m scm_dist.demo
+
+# ruff (lint + format, config in pyproject.toml) and mypy over the packages
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 
 test: setup
 	$(PY) -m pytest -q tests

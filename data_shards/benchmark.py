@@ -22,22 +22,24 @@ from pathlib import Path
 from PIL import Image
 
 from data_shards.convert import ConvertOptions, convert_listing
-from data_shards.reference_data import IMAGENET_CLASSES, IMAGENET_VAL_META
+from data_shards.reference_data import imagenet_val_folder_txt, imagenet_val_metadata
 from data_shards.schema import FORMAT_FFCV, FORMAT_WEBDATASET, FORMATS
 from data_shards.sources.imagenet import list_imagenet
 from data_shards.standins import build_val_standins
-
-DEFAULT_META = IMAGENET_VAL_META
-DEFAULT_CLASSES = IMAGENET_CLASSES
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench shards", description=__doc__)
     p.add_argument("--images", type=int, default=1000, help="real-size stand-in images to convert")
     p.add_argument(
-        "--metadata", type=Path, default=DEFAULT_META, help="wsolevaluation ILSVRC metadata folder"
+        "--metadata",
+        type=Path,
+        default=None,
+        help="wsolevaluation ILSVRC metadata folder (default: the one shipped in data_shards/reference)",
     )
-    p.add_argument("--classes", type=Path, default=DEFAULT_CLASSES, help="wnid list (val_folder_new.txt)")
+    p.add_argument(
+        "--classes", type=Path, default=None, help="wnid list (val_folder_new.txt; default: the shipped one)"
+    )
     p.add_argument(
         "--scale", action="store_true", help="also convert all 50,000 val annotations (tiny images)"
     )
@@ -81,6 +83,8 @@ def _decode_baseline(listing) -> dict:
 def run(args: list[str]) -> dict:
     """Run the benchmark; returns a JSON-ready dict."""
     opts = _parser().parse_args(args)
+    opts.metadata = opts.metadata or imagenet_val_metadata()
+    opts.classes = opts.classes or imagenet_val_folder_txt()
     logging.getLogger("data_shards").setLevel(logging.WARNING)
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="bench-shards-"))
     try:
@@ -117,7 +121,9 @@ def _limited_listing(root: Path, opts: argparse.Namespace):
     meta.mkdir(exist_ok=True)
     for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
         lines = (opts.metadata / name).read_text().splitlines()
-        (meta / name).write_text("".join(f"{l}\n" for l in lines if Path(l.split(",")[0]).stem in present))
+        (meta / name).write_text(
+            "".join(f"{line}\n" for line in lines if Path(line.split(",")[0]).stem in present)
+        )
     return list_imagenet(root, "val", meta, "wsol", opts.classes)
 
 

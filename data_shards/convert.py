@@ -24,7 +24,7 @@ from data_shards.images import prepare_sample
 from data_shards.manifest import build_manifest, verify_split, write_manifest
 from data_shards.names import sample_key_problem
 from data_shards.processes import worker_pool
-from data_shards.records import PreparedSample, Skipped, SourceListing, SourceRecord
+from data_shards.records import PreparedSample, SourceListing, SourceRecord
 from data_shards.schema import (
     FORMAT_FFCV,
     FORMAT_WEBDATASET,
@@ -132,13 +132,13 @@ def _fingerprint(
 
 def _prepare_one(
     job: tuple[SourceRecord, int], max_side: int | None, quality: int
-) -> PreparedSample | Skipped:
+) -> PreparedSample | SkippedSample:
     return prepare_sample(job[0], job[1], max_side, quality)
 
 
 def _prepared(
     records: list[tuple[SourceRecord, int]], options: ConvertOptions, desc: str
-) -> Iterator[PreparedSample | Skipped]:
+) -> Iterator[PreparedSample | SkippedSample]:
     work = functools.partial(_prepare_one, max_side=options.max_side, quality=options.jpeg_quality)
     bar = tqdm(total=len(records), desc=desc, unit="img", smoothing=0.05)
     if options.workers <= 1:
@@ -291,11 +291,11 @@ def convert_listing(
             _save_progress(folder, fingerprint, tar_dir, done, None)
 
     for position, result in enumerate(_prepared(records[start:], options, f"{listing.split} shards"), start):
-        if isinstance(result, Skipped):
+        if isinstance(result, SkippedSample):
             if options.strict:
                 raise ConversionError(f"{result.source}: {result.reason} (--strict)")
             log.warning("skipping %s: %s", result.source, result.reason)
-            skipped.append(SkippedSample(result.source, result.reason))
+            skipped.append(result)
             continue
         if result.bad_boxes:
             if not options.skip_bad_boxes:

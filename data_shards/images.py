@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from data_shards.decode import image_problem
-from data_shards.records import Box, PreparedSample, Skipped, SourceRecord
+from data_shards.records import Box, PreparedSample, SourceRecord
+from data_shards.schema import SkippedSample
 
 # Errors PIL raises for unreadable, corrupt or truncated files.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -79,12 +80,12 @@ def _rgb(image: Image.Image) -> np.ndarray:
 
 def prepare_sample(
     record: SourceRecord, sample_id: int, max_side: int | None, jpeg_quality: int
-) -> PreparedSample | Skipped:
+) -> PreparedSample | SkippedSample:
     """Read, check and (only when needed) re-encode one image.
 
     The source JPEG bytes are kept as they are unless the file is not an RGB JPEG (PNG, CMYK,
     grayscale, ...) or is larger than ``max_side``. Unreadable, corrupt or truncated files give
-    :class:`Skipped`.
+    :class:`SkippedSample`.
     """
     try:
         if record.data is not None:
@@ -109,9 +110,11 @@ def prepare_sample(
                 image.load()
                 rgb = _rgb(image)
     except Image.UnidentifiedImageError:
-        return Skipped(record.source, "unreadable: not an image format PIL knows (empty or damaged file?)")
+        return SkippedSample(
+            record.source, "unreadable: not an image format PIL knows (empty or damaged file?)"
+        )
     except _DECODE_ERRORS as err:
-        return Skipped(record.source, f"unreadable, corrupt or truncated image: {err}")
+        return SkippedSample(record.source, f"unreadable, corrupt or truncated image: {err}")
     if reencode:
         if new_size != (width, height):
             rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)

@@ -1,8 +1,11 @@
-"""What a source hands to the conversion: one record per source image, and what preparing it gives."""
+"""What a source hands to the conversion: one record per source image, and what preparing it
+gives (an unreadable image gives a :class:`data_shards.schema.SkippedSample`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from data_shards.schema import SampleInfo
 
 Box = tuple[float, float, float, float]
 
@@ -38,28 +41,11 @@ class SourceListing:
 
 
 @dataclass(frozen=True)
-class PreparedSample:
-    """A record after reading: the bytes to store and the checked annotation."""
+class PreparedSample(SampleInfo):
+    """A record after reading: its ``key.json`` fields (:class:`SampleInfo`), the bytes to
+    store and what the checks found."""
 
-    key: str
-    sample_id: int
-    label: int
-    class_name: str
-    source: str
     jpeg: bytes
-    width: int  # frame of ``boxes``
-    height: int
-    image_width: int  # size of ``jpeg``
-    image_height: int
-    boxes: tuple[Box, ...]
     boxes_clipped: int
     reencoded: bool
     bad_boxes: tuple[str, ...] = ()  # boxes left out (non-finite, no overlap with the image), why
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A record that could not be read, with the reason."""
-
-    source: str
-    reason: str

@@ -18,9 +18,10 @@ WebDataset sample (``key`` is the source file stem, e.g. ``ILSVRC2012_val_000000
 
 Boxes are ``[x0, y0, x1, y1]`` in ORIGINAL pixels: the frame of ``width`` x ``height``,
 the size the annotation refers to. Coordinates are pixel indices, corners included (the
-"+1" area convention of the WSOL protocol), clipped to ``[0, width-1] x [0, height-1]``. When the stored JPEG is smaller (``--max-side``, or a
-stand-in image), ``image_width`` x ``image_height`` is the stored size and
-:func:`boxes_in_image_pixels` rescales the boxes to it. Every box of an image is kept.
+"+1" area convention of the WSOL protocol), clipped to ``[0, width-1] x [0, height-1]``.
+When the stored JPEG is smaller (``--max-side``, or a stand-in image), ``image_width`` x
+``image_height`` is the stored size and :func:`boxes_in_image_pixels` rescales the boxes to it.
+Every box of an image is kept.
 
 FFCV sample: the fields of :data:`FFCV_FIELDS`, in that order; the image is the same
 JPEG bytes as the WebDataset ``key.jpg`` (FFCV's ``jpg`` image mode). ``boxes`` is a float32
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +102,9 @@ class SampleInfo:
     source: str  # source path relative to the dataset root
 
     def to_json(self) -> bytes:
-        """Canonical UTF-8 JSON (sorted keys, no spaces) so shards are byte-identical."""
-        data = {
-            "key": self.key,
-            "sample_id": self.sample_id,
-            "label": self.label,
-            "class_name": self.class_name,
-            "width": self.width,
-            "height": self.height,
-            "boxes": [list(b) for b in self.boxes],
-            "image_width": self.image_width,
-            "image_height": self.image_height,
-            "source": self.source,
-        }
+        """Canonical UTF-8 JSON (sorted keys, no spaces) so shards are byte-identical; only
+        the fields of this class (a subclass's extra fields are not part of the json)."""
+        data = {f.name: getattr(self, f.name) for f in fields(SampleInfo)}
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -127,7 +118,7 @@ def decode_sample_json(raw: bytes | str | Mapping[str, Any]) -> SampleInfo:
         class_name=str(data["class_name"]),
         width=int(data["width"]),
         height=int(data["height"]),
-        boxes=tuple(tuple(float(v) for v in b) for b in data["boxes"]),
+        boxes=tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in data["boxes"]),
         image_width=int(data["image_width"]),
         image_height=int(data["image_height"]),
         source=str(data["source"]),

@@ -30,7 +30,8 @@ def _pixels(width: int, height: int, seed: int) -> np.ndarray:
 
 
 def build_val_standins(metadata_dir: Path, root: Path, tiny: bool = True, limit: int | None = None) -> int:
-    """Write ``root/val/<ILSVRC2012_val_N>.JPEG`` for the images of a wsol metadata folder; returns the count."""
+    """Write ``root/val/<ILSVRC2012_val_N>.JPEG`` for the images of a wsol metadata folder;
+    returns the count."""
     annotations = read_wsol_metadata(metadata_dir)
     names = sorted(annotations)[:limit] if limit else sorted(annotations)
     (root / "val").mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ class ModelConfig:
     depth: int = 0  # >0: override the number of blocks (small demo models)
     pretrained: str = ""  # local checkpoint file (DeiT, release or own); "" = random
     attn_impl: str = "fused"  # fused | naive (materialised attention, reference)
-    scm_impl: str = "fast"  # fast | literal (SCM_SPEC.md step by step, reference)
+    scm_impl: str = "fast"  # fast | literal (docs/MODEL.md step by step, reference)
     resample_pos_embed: bool = False  # scm-eval: resample a checkpoint's pos_embed to the eval grid
 
 
@@ -68,7 +68,7 @@ class OptimConfig:
     decay_epochs: list[int] = field(default_factory=list)  # step: multiply by decay_rate at these
     decay_rate: float = 0.1
     warmup_epochs: float = 0.0  # linear warmup (both schedules)
-    min_lr: float = 0.0  # cosine floor
+    min_lr: float = 0.0  # cosine floor, absolute (timm lr_min): not scaled with the batch
     grad_clip: float = 0.0  # max global grad norm; 0 disables
     label_smoothing: float = 0.0
 
@@ -92,11 +92,12 @@ class TrainConfig:
     resume: str = "auto"  # auto (latest in output_dir) | none | a checkpoint path
     overwrite: bool = False  # with resume=none: delete output_dir's checkpoints and start over
     expected_world_size: int = 0  # >0: refuse to start with another world size
+    grad_checkpointing: bool = False  # recompute each encoder block in backward: less memory, more compute
 
 
 @dataclass
 class EvalConfig:
-    """Distributed WSOL evaluation (see docs EVAL_PROTOCOL.md)."""
+    """Distributed WSOL evaluation (see docs/EVALUATION.md)."""
 
     after_train: bool = False
     protocols: list[str] = field(default_factory=lambda: ["wsol", "scm-release"])

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import torch
 
+from scm_dist.models.weights import clean_checkpoint_keys
+
 STATE_DICT_KEYS = ("state_dict", "model", "module")
-SCM_PREFIXES = ("scm.", "layers.")  # ours, and the release's SCM scalars
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a checkpoint file and return its model state dict (``module.`` stripped)."""
+    """Load a checkpoint file and return its model state dict, keys cleaned
+    (:func:`~scm_dist.models.weights.clean_checkpoint_keys`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -33,12 +35,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
         raise ValueError(f"{path} holds no model state dict (looked for {STATE_DICT_KEYS})")
-    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    return clean_checkpoint_keys(checkpoint)
 
 
 def encoder_only(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop every SCM parameter (ours and the release's), keep encoder and head."""
-    return {k: v for k, v in state_dict.items() if not k.startswith(SCM_PREFIXES)}
+    """Drop every SCM parameter (the release's are renamed to ours on reading), keep encoder and head."""
+    return {k: v for k, v in state_dict.items() if not k.startswith("scm.")}
 
 
 def save_atomic(obj: object, path: str | Path) -> None:

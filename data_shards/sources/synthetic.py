@@ -10,8 +10,8 @@ blobs, none of them a class shape. Objects cover about 10-45% of the image (box 
 some are cut by the image border. The ground-truth box is the exact bounding box of the
 object's visible pixels, ``[x0, y0, x1, y1]`` inclusive pixel indices.
 
-:func:`centred_box_accuracy` gives the best accuracy (IoU >= 0.5) that one fixed centred box
-reaches on a set, the "no localization" baseline a model must beat.
+:func:`centred_box_baseline` gives the best accuracy that one fixed centred box reaches on a
+set, the "no localization" baseline a model must beat (the demo reports the same measure).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
+from data_shards.boxes import best_box_iou
 from data_shards.images import encode_jpeg
 from data_shards.processes import worker_pool
 from data_shards.records import SourceListing, SourceRecord
@@ -257,44 +258,64 @@ def list_synthetic(
     return SourceListing("synthetic", split, SHAPES[:num_classes], tuple(records))
 
 
-def centred_box_accuracy(
-    boxes: Iterable[np.ndarray], sizes: Iterable[tuple[int, int]], threshold: float = 0.5, steps: int = 20
-) -> tuple[float, tuple[float, float]]:
-    """Best fraction of images that one centred box shape localizes at IoU >= threshold.
+def centred_boxes(size: tuple[int, int], steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate centred boxes of a ``(width, height)`` image: fractions ``(fw, fh)`` of its
+    sides on a ``steps x steps`` grid in (0, 1] -> (boxes [steps^2, 4] (inclusive corners,
+    fractional), fractions [steps^2, 2])."""
+    width, height = size
+    grid = np.arange(1, steps + 1) / steps
+    fractions = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
+    cw, ch = fractions[:, 0] * width, fractions[:, 1] * height
+    boxes = np.stack([(width - cw) / 2, (height - ch) / 2, (width + cw) / 2 - 1, (height + ch) / 2 - 1], 1)
+    return boxes, fractions
 
-    The centred box covers fractions ``(fw, fh)`` of each image's width and height, searched on
-    a ``steps x steps`` grid in (0, 1]; an image counts when the box reaches the threshold with
-    any of its GT boxes ("+1" pixel IoU). Returns (accuracy, (fw, fh)).
+
+def centred_box_baseline(
+    boxes: Iterable[np.ndarray],
+    sizes: Iterable[tuple[int, int]],
+    thresholds: Iterable[float] = (0.5,),
+    steps: int = 20,
+) -> dict[float, tuple[float, tuple[float, float]]]:
+    """The "no localization" baseline: per IoU threshold, the best fraction of images that one
+    centred box shape localizes, and that shape.
+
+    The centred box covers fractions ``(fw, fh)`` of each image's width and height (see
+    :func:`centred_boxes`); an image counts when the box reaches the threshold with any of
+    its GT boxes ("+1" pixel IoU, :mod:`data_shards.boxes`). Each threshold picks its own
+    shape, as MaxBoxAccV2 picks a CAM threshold per IoU threshold. Returns
+    ``{threshold: (accuracy, (fw, fh))}``.
     """
     boxes, sizes = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes], list(sizes)
     if not boxes:
-        raise ValueError("centred_box_accuracy needs at least one image")
-    most = max(len(b) for b in boxes)
-    gt = np.full((len(boxes), most, 4), np.nan)  # NaN rows compare false: padding never hits
-    for i, b in enumerate(boxes):
-        gt[i, : len(b)] = b
-    w = np.array([s[0] for s in sizes], np.float64)[:, None]
-    h = np.array([s[1] for s in sizes], np.float64)[:, None]
-    gt_area = (gt[..., 2] - gt[..., 0] + 1) * (gt[..., 3] - gt[..., 1] + 1)
-    best = (-1.0, (0.0, 0.0))
-    fractions = np.arange(1, steps + 1) / steps
-    for fw in fractions:
-        for fh in fractions:
-            cw, ch = fw * w, fh * h
-            x0, y0, x1, y1 = (w - cw) / 2, (h - ch) / 2, (w + cw) / 2 - 1, (h + ch) / 2 - 1
-            ix = np.clip(np.minimum(x1, gt[..., 2]) - np.maximum(x0, gt[..., 0]) + 1, 0, None)
-            iy = np.clip(np.minimum(y1, gt[..., 3]) - np.maximum(y0, gt[..., 1]) + 1, 0, None)
-            inter = ix * iy
-            iou = inter / ((x1 - x0 + 1) * (y1 - y0 + 1) + gt_area - inter)
-            accuracy = float((iou >= threshold).any(axis=1).mean())
-            best = max(best, (accuracy, (float(fw), float(fh))))
-    return best
+        raise ValueError("the centred-box baseline needs at least one image")
+    ious = []
+    for gt, size in zip(boxes, sizes):
+        candidates, fractions = centred_boxes(size, steps)
+        ious.append(best_box_iou(candidates, gt))
+    table = np.stack(ious)  # [images, candidates]
+    result = {}
+    for threshold in thresholds:
+        accuracy = (table >= threshold).mean(axis=0)
+        best = int(np.argmax(accuracy))  # first best shape in grid order
+        result[threshold] = (float(accuracy[best]), (float(fractions[best, 0]), float(fractions[best, 1])))
+    return result
+
+
+def centred_box_accuracy(
+    boxes: Iterable[np.ndarray], sizes: Iterable[tuple[int, int]], threshold: float = 0.5, steps: int = 20
+) -> tuple[float, tuple[float, float]]:
+    """:func:`centred_box_baseline` at one IoU threshold: (accuracy, (fw, fh))."""
+    return centred_box_baseline(boxes, sizes, (threshold,), steps)[threshold]
 
 
 def describe_baseline(listing: SourceListing, steps: int = 20) -> dict[str, float]:
     """Centred-box baseline of a rendered listing, for the README and the manifest."""
     boxes = [np.asarray(r.boxes) for r in listing.records]
-    size = cv2.imdecode(np.frombuffer(listing.records[0].data, np.uint8), cv2.IMREAD_COLOR).shape[0]
+    data = listing.records[0].data
+    image = None if data is None else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise LayoutError("describe_baseline needs a rendered listing (in-memory JPEG records)")
+    size = image.shape[0]
     accuracy, (fw, fh) = centred_box_accuracy(boxes, [(size, size)] * len(boxes), steps=steps)
     return {
         "centred_box_accuracy_iou50": accuracy,

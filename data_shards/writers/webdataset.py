@@ -19,7 +19,6 @@ from data_shards.schema import (
     WDS_IMAGE_KEY,
     WDS_INFO_KEY,
     WDS_LABEL_KEY,
-    SampleInfo,
     ShardEntry,
     wds_shard_name,
 )
@@ -31,22 +30,10 @@ _RECORD = 20 * _BLOCK  # tarfile pads archives to whole records after the two en
 
 def sample_members(sample: PreparedSample) -> list[tuple[str, bytes]]:
     """The tar members of one sample, in order."""
-    info = SampleInfo(
-        key=sample.key,
-        sample_id=sample.sample_id,
-        label=sample.label,
-        class_name=sample.class_name,
-        width=sample.width,
-        height=sample.height,
-        boxes=sample.boxes,
-        image_width=sample.image_width,
-        image_height=sample.image_height,
-        source=sample.source,
-    )
     return [
         (f"{sample.key}.{WDS_IMAGE_KEY}", sample.jpeg),
         (f"{sample.key}.{WDS_LABEL_KEY}", str(sample.label).encode("ascii")),
-        (f"{sample.key}.{WDS_INFO_KEY}", info.to_json()),
+        (f"{sample.key}.{WDS_INFO_KEY}", sample.to_json()),
     ]
 
 

@@ -29,14 +29,12 @@ from tqdm import tqdm
 
 from data_shards.convert import ConvertOptions, convert_listing
 from data_shards.images import encode_jpeg
-from data_shards.reference_data import IMAGENET_VAL_META
+from data_shards.reference_data import imagenet_val_metadata
 from data_shards.sources.folder import list_folder
 from scm_dist.config import DataConfig
 
 from .build import build_train_loader
 
-SIZES_FILE = IMAGENET_VAL_META / "image_sizes.txt"
-FALLBACK_SIZE = (500, 375)  # the most common ImageNet size
 FORMATS = ("folder", "webdataset", "ffcv")
 TIMED_EPOCHS = 2
 
@@ -53,7 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--size", type=int, default=224, help="crop size; resize is size * 256 / 224")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--sizes", type=Path, default=SIZES_FILE, help="wsol image_sizes.txt")
+    p.add_argument(
+        "--sizes",
+        type=Path,
+        default=None,
+        help="wsol image_sizes.txt (default: the shipped ImageNet val one)",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: temporary)")
     p.add_argument(
         "--gpu-img-s",
@@ -65,10 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _real_sizes(path: Path, count: int) -> list[tuple[int, int]]:
+def _real_sizes(path: Path | None, count: int) -> list[tuple[int, int]]:
+    path = path or imagenet_val_metadata() / "image_sizes.txt"
     if not path.is_file():
-        return [FALLBACK_SIZE] * count
-    sizes = [tuple(int(v) for v in line.split(",")[1:3]) for line in path.read_text().splitlines()[:count]]
+        raise FileNotFoundError(f"--sizes {path}: no such file; give a wsolevaluation image_sizes.txt")
+    rows = [line.split(",") for line in path.read_text().splitlines()[:count]]
+    sizes = [(int(row[1]), int(row[2])) for row in rows]
     return (sizes * (count // max(len(sizes), 1) + 1))[:count]
 
 

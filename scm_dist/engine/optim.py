@@ -29,8 +29,22 @@ def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
     raise ValueError(f"optim.lr_scaling must be linear or none, got {cfg.lr_scaling!r}")
 
 
-def lr_multiplier(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
-    """Multiplier of the peak LR after ``step`` optimizer steps (LambdaLR)."""
+def lr_multiplier(
+    cfg: OptimConfig, steps_per_epoch: int, total_steps: int, peak_lr: float | None = None
+) -> Callable[[int], float]:
+    """Multiplier of the peak LR after ``step`` optimizer steps (LambdaLR).
+
+    ``peak_lr`` is the LR the multiplier scales (:func:`scaled_lr`; default ``cfg.lr``).
+    ``cfg.min_lr`` is the cosine schedule's absolute floor, as timm's ``lr_min``: it is not
+    scaled with the batch, so the floor multiplier is ``min_lr / peak_lr``.
+    """
+    peak_lr = cfg.lr if peak_lr is None else peak_lr
+    if cfg.schedule == "cosine" and cfg.min_lr > peak_lr:
+        raise ValueError(
+            f"optim.min_lr={cfg.min_lr} is above the peak LR {peak_lr}; "
+            "min_lr is an absolute floor: set it below the (scaled) LR"
+        )
+    floor = cfg.min_lr / peak_lr if peak_lr else 0.0
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     if cfg.schedule not in ("step", "cosine"):
         raise ValueError(f"optim.schedule must be step or cosine, got {cfg.schedule!r}")
@@ -42,7 +56,6 @@ def lr_multiplier(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> C
         if cfg.schedule == "step":
             return cfg.decay_rate ** sum(step >= s for s in decay_steps)
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return multiplier

@@ -9,7 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .iou import box_iou
+from data_shards.boxes import best_box_iou
+
 from .quantize import integer_thresholds, quantize
 
 
@@ -41,10 +42,10 @@ def literal_map_ious(
     for i, level in enumerate(integer_thresholds(taus, quantized)):
         contours = _contours(quantized, int(level))
         if not contours:
-            largest[i] = best[i] = box_iou(np.zeros((1, 4)), gt_boxes).max()
+            largest[i] = best[i] = best_box_iou(np.zeros((1, 4)), gt_boxes)[0]
             continue
         boxes = np.asarray([_protocol_box(c, height, width) for c in contours])
-        ious = box_iou(boxes, gt_boxes).max(axis=1)
+        ious = best_box_iou(boxes, gt_boxes)
         largest[i] = ious[max(range(len(contours)), key=lambda j: cv2.contourArea(contours[j]))]
         best[i] = ious.max()
     return largest, best

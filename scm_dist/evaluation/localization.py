@@ -1,6 +1,6 @@
 """WSOL metrics of model outputs for both protocols, as summable integer counters.
 
-Protocols (EVAL_PROTOCOL.md):
+Protocols (docs/EVALUATION.md):
 
 ``wsol`` (Choe et al., CVPR 2020; clovaai/wsolevaluation): the score map is the
 ground-truth class's localization map, resized to the eval frame with

@@ -1,6 +1,6 @@
 """The protocol's CAM thresholds and the uint8 image the box search thresholds.
 
-Everything here is the literal protocol (EVAL_PROTOCOL.md, Choe et al. 2020): the map is
+Everything here is the literal protocol (docs/EVALUATION.md, Choe et al. 2020): the map is
 quantised to ``uint8(255 * map)`` (truncation) and a CAM threshold ``tau`` keeps the
 pixels ``> int(tau * max(uint8 map))``.
 """

@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from data_shards.boxes import best_box_iou
+
 from .box_search.maps import maps_search
-from .box_search.scoring import best_box_iou
 from .contours import largest_contour_box
 
 _EXACT = np.zeros(0)  # no IoU thresholds: every IoU exact

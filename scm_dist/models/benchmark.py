@@ -1,20 +1,26 @@
-"""Benchmark: the efficient model path against the naive one (train step).
+"""Benchmark: the efficient model path against the naive one, and gradient checkpointing
+(train step).
 
 Paths: ``efficient`` (the default: fused class-token attention, fast SCM), ``naive``
-(materialised attention, literal SCM: the spec step by step) and ``naive_attention``
-(materialised attention, fast SCM), which isolates what each part gives. The paths run in
-one fresh process with their timed steps interleaved (a change of load on a shared host hits
-them alike); step times are medians. Reported per path: train-step images/s and memory. Memory on GPU: the CUDA allocator's peak above the resident weights/optimizer.
-On CPU PyTorch keeps no allocator peak, so the figures are the bytes autograd saves for
-backward (measured with saved-tensor hooks, each storage counted once): over the whole
-model (``activation_memory_mb``, the dominant part of a train step's peak) and in the
-attention core (``attention_memory_mb``: what lies between the qkv and the output
-projections, plus the naive path's materialised maps kept for the CAM; the tensors
-both paths share, qkv's input and output and proj's input, are excluded).
+(materialised attention, literal SCM: the spec step by step), ``naive_attention``
+(materialised attention, fast SCM), which isolates what each part gives, and
+``checkpointed`` (the efficient path with ``set_grad_checkpointing()``: every block
+recomputed in backward). The paths run in one fresh process with their timed steps
+interleaved (a change of load on a shared host hits them alike); step times are medians.
+Reported per path: train-step images/s and memory. Memory on GPU: the CUDA allocator's
+peak above the resident weights/optimizer. On CPU PyTorch keeps no allocator peak, so the
+figures are the bytes kept for backward (each storage counted once): what autograd saves
+(saved-tensor hooks) plus, with checkpointing, the block inputs the checkpoints hold; over
+the whole model (``activation_memory_mb``, the dominant part of a train step's peak) and
+in the attention core (``attention_memory_mb``: what lies between the qkv and the output
+projections, plus the naive path's materialised maps kept for the CAM; the tensors both
+paths share, qkv's input and output and proj's input, are excluded).
 ``speedup`` = efficient / naive images/s (wall clock); ``speedup_cpu_time`` the same per
 CPU second of the process (steadier when other work shares the cores);
 ``attention_speedup`` = efficient / naive_attention (fused attention alone);
-``memory_ratio`` = naive / efficient attention memory.
+``memory_ratio`` = naive / efficient attention memory; ``checkpoint_speed_ratio`` =
+checkpointed / efficient images/s (below 1: the price of recomputing);
+``checkpoint_memory_ratio`` = efficient / checkpointed activation memory (the saving).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ import time
 
 import torch
 
+from .encoder import DeiTEncoder
+from .registry import create_wsol_model
+
 
 def _storage_key(tensor: torch.Tensor) -> tuple[int, int]:
     storage = tensor.untyped_storage()
@@ -35,38 +44,44 @@ def _storage_key(tensor: torch.Tensor) -> tuple[int, int]:
 
 
 class SavedTensorMeter:
-    """Counts bytes saved for backward in a model with ``blocks[i].attn``."""
+    """Counts the bytes kept for backward in a model with ``blocks[i].attn``: what autograd
+    saves and, when the model checkpoints its blocks, the block inputs the checkpoints keep
+    (inside a checkpoint autograd saves nothing that outer hooks would see)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: DeiTEncoder) -> None:
         self.activation_bytes = 0
         self.attention_bytes = 0
         self._seen: set[tuple[int, int]] = set()
         self._seen_attention: set[tuple[int, int]] = set()
         self._shared: set[tuple[int, int]] = set()
         self._in_attention = False
-        for block in model.blocks:
-            block.attn.register_forward_pre_hook(self._enter)
-            block.attn.register_forward_hook(self._leave)
-            block.attn.qkv.register_forward_pre_hook(self._mark_shared)
-            block.attn.qkv.register_forward_hook(self._mark_shared)
-            block.attn.proj.register_forward_pre_hook(self._mark_shared)
+        self._model = model
+        for block, attn in zip(model.blocks, model.attention_layers()):
+            block.register_forward_pre_hook(self._block_input)
+            attn.register_forward_pre_hook(self._enter)
+            attn.register_forward_hook(self._leave)
+            attn.qkv.register_forward_pre_hook(self._mark_shared)
+            attn.qkv.register_forward_hook(self._mark_shared)
+            attn.proj.register_forward_pre_hook(self._mark_shared)
         self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
-    def reset(self) -> None:
-        self.activation_bytes = self.attention_bytes = 0
-        self._seen.clear()
-        self._seen_attention.clear()
-        self._shared.clear()
-
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _count(self, tensor: torch.Tensor) -> tuple[int, int]:
         key = _storage_key(tensor)
         if key not in self._seen:
             self._seen.add(key)
             self.activation_bytes += key[1]
+        return key
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = self._count(tensor)
         if self._in_attention and key not in self._shared and key not in self._seen_attention:
             self._seen_attention.add(key)
             self.attention_bytes += key[1]
         return tensor
+
+    def _block_input(self, _module, inputs) -> None:
+        if self._model.grad_checkpointing and torch.is_grad_enabled():
+            self._count(inputs[0])
 
     def _mark_shared(self, _module, inputs, output=None) -> None:
         for tensor in (*inputs, *([output] if output is not None else [])):
@@ -75,34 +90,35 @@ class SavedTensorMeter:
     def _enter(self, _module, _inputs) -> None:
         self._in_attention = True
 
-    def _leave(self, _module, _inputs, output) -> None:
+    def _leave(self, module, _inputs, _output) -> None:
         self._in_attention = False
-        if output[1].ndim == 3:  # naive: the full map is kept until the CAM is summed
-            size = output[1].numel() * output[1].element_size()
+        recorded = module.cls_attention
+        if recorded is not None and recorded.ndim == 3:  # naive: the full map is kept for the CAM
+            size = recorded.numel() * recorded.element_size()
             self.attention_bytes += size
             self.activation_bytes += size
 
 
-PATHS = {"efficient": ("fused", "fast"), "naive": ("naive", "literal"), "naive_attention": ("naive", "fast")}
+# path: (attention impl, SCM impl, gradient checkpointing)
+PATHS = {
+    "efficient": ("fused", "fast", False),
+    "naive": ("naive", "literal", False),
+    "naive_attention": ("naive", "fast", False),
+    "checkpointed": ("fused", "fast", True),
+}
 
 
 class _TrainStep:
     """One path's model, optimizer and fixed batch; ``__call__`` runs one train step."""
 
     def __init__(self, path: str, args: argparse.Namespace, device: str) -> None:
-        import timm
-
-        import scm_dist  # noqa: F401  (registers the models in this process)
-
         torch.manual_seed(0)
-        attn_impl, scm_impl = PATHS[path]
-        self.model = (
-            timm.create_model(
-                args.model, num_classes=1000, img_size=args.img_size, attn_impl=attn_impl, scm_impl=scm_impl
-            )
-            .to(device)
-            .train()
+        attn_impl, scm_impl, grad_checkpointing = PATHS[path]
+        self.model = create_wsol_model(
+            args.model, num_classes=1000, img_size=args.img_size, attn_impl=attn_impl, scm_impl=scm_impl
         )
+        self.model.to(device).train()
+        self.model.set_grad_checkpointing(grad_checkpointing)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
         self.labels = torch.randint(0, 1000, (args.batch,), device=device)
@@ -198,10 +214,19 @@ def run(argv: list[str]) -> dict:
             "activation_memory_ratio": round(
                 naive["activation_memory_mb"] / efficient["activation_memory_mb"], 3
             ),
+            "checkpoint_speed_ratio": round(
+                runs["checkpointed"]["images_per_s"] / efficient["images_per_s"], 3
+            ),
+            "checkpoint_memory_ratio": round(
+                efficient["activation_memory_mb"] / runs["checkpointed"]["activation_memory_mb"], 3
+            ),
         }
         if device == "cuda":
             summary["peak_memory_ratio"] = round(
                 naive["peak_step_memory_mb"] / efficient["peak_step_memory_mb"], 3
+            )
+            summary["checkpoint_peak_memory_ratio"] = round(
+                efficient["peak_step_memory_mb"] / runs["checkpointed"]["peak_step_memory_mb"], 3
             )
         result[device] = summary
     return result

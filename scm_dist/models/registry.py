@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any
+from typing import Any, cast
 
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -66,25 +66,40 @@ def _create(variant: str, use_scm: bool, size: str, pretrained: bool, **kwargs) 
     )
 
 
-def _register(kind: str, size: str) -> None:
-    name = f"deit_{kind}_{size}_patch16_224"
-
-    def entrypoint(pretrained: bool = False, **kwargs) -> DeiTWSOL:
-        return _create(name, kind == "scm", size, pretrained, **kwargs)
-
-    entrypoint.__name__ = name
-    entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = (
-        f"DeiT-{size[0].upper()} {'SCM' if kind == 'scm' else 'TS-CAM'} "
-        "(patch 16; any img_size divisible by 16)."
-    )
-    globals()[name] = register_model(entrypoint)
+@register_model
+def deit_tscam_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiTWSOL:
+    """DeiT-Ti TS-CAM (patch 16; any img_size divisible by 16)."""
+    return _create("deit_tscam_tiny_patch16_224", False, "tiny", pretrained, **kwargs)
 
 
-for _kind in ("tscam", "scm"):
-    for _size in SIZES:
-        _register(_kind, _size)
+@register_model
+def deit_tscam_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiTWSOL:
+    """DeiT-S TS-CAM (patch 16; any img_size divisible by 16)."""
+    return _create("deit_tscam_small_patch16_224", False, "small", pretrained, **kwargs)
+
+
+@register_model
+def deit_tscam_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiTWSOL:
+    """DeiT-B TS-CAM (patch 16; any img_size divisible by 16)."""
+    return _create("deit_tscam_base_patch16_224", False, "base", pretrained, **kwargs)
+
+
+@register_model
+def deit_scm_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiTWSOL:
+    """DeiT-Ti SCM (patch 16; any img_size divisible by 16)."""
+    return _create("deit_scm_tiny_patch16_224", True, "tiny", pretrained, **kwargs)
+
+
+@register_model
+def deit_scm_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiTWSOL:
+    """DeiT-S SCM (patch 16; any img_size divisible by 16)."""
+    return _create("deit_scm_small_patch16_224", True, "small", pretrained, **kwargs)
+
+
+@register_model
+def deit_scm_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiTWSOL:
+    """DeiT-B SCM (patch 16; any img_size divisible by 16)."""
+    return _create("deit_scm_base_patch16_224", True, "base", pretrained, **kwargs)
 
 
 def create_wsol_model(name: str, **kwargs) -> DeiTWSOL:
@@ -93,4 +108,4 @@ def create_wsol_model(name: str, **kwargs) -> DeiTWSOL:
         close = difflib.get_close_matches(name, MODEL_NAMES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} Known: {', '.join(MODEL_NAMES)}")
-    return timm.create_model(name, **kwargs)
+    return cast(DeiTWSOL, timm.create_model(name, **kwargs))

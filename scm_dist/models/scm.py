@@ -1,4 +1,4 @@
-"""Spatial Calibration Module (SCM), exactly as docs SCM_SPEC.md states it.
+"""Spatial Calibration Module (SCM), exactly as docs/MODEL.md states it.
 
 Shapes: S [B, K, H, W] class maps (the token features), c [B, N] attention CAM,
 N = H * W, patches in row-major order.

@@ -26,6 +26,8 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from .encoder import DeiTEncoder
+
 _logger = logging.getLogger(__name__)
 
 _RELEASE_SCM_KEY = re.compile(r"^layers\.(\d+)\.(fuse\._loss_rate|thred)$")
@@ -72,7 +74,9 @@ def check_checkpoint_file(path: str | Path) -> None:
         ) from err
 
 
-def _rename_release_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def clean_checkpoint_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our key names for any checkpoint of the family: ``module.`` (DataParallel) stripped,
+    the release's SCM scalars renamed to ``scm.layers.{l}.lam`` / ``.t``."""
     renamed = {}
     for key, value in state_dict.items():
         key = key.removeprefix("module.")
@@ -93,7 +97,11 @@ def convert_checkpoint(
     state_dict: dict[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
     """Map a DeiT, release or own state dict onto ``model``'s keys (see module doc)."""
-    state_dict = _rename_release_keys(state_dict)
+    if not isinstance(model, DeiTEncoder):
+        raise TypeError(
+            f"convert_checkpoint loads models of the DeiT WSOL family, not {type(model).__name__}"
+        )
+    state_dict = clean_checkpoint_keys(state_dict)
     target = model.state_dict()
     kept_init: list[str] = []
 

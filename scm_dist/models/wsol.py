@@ -79,7 +79,8 @@ class DeiTWSOL(DeiTEncoder):
             in_chans,
         )
         self.num_classes = num_classes
-        self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
+        # the conv head replaces timm's linear classifier (left as Identity by the encoder)
+        self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)  # type: ignore[assignment]
         self.scm = SpatialCalibration(self.grid_size, impl=scm_impl) if use_scm else None
         self.map_family: MapFamily = "scm" if use_scm else "tscam"
 
@@ -89,12 +90,12 @@ class DeiTWSOL(DeiTEncoder):
 
     def class_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class maps S [B, K, h, w] and the raw attention CAM A [B, N]."""
-        tokens, attention_cam = self.forward_features(images)
+        tokens, attention_cam = self.encode(images)
         batch, _, dim = tokens.shape
         grid = tokens.transpose(1, 2).reshape(batch, dim, *self.grid_size)
         return self.head(grid), attention_cam
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | WSOLOutput:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | WSOLOutput:  # type: ignore[override]
         class_maps, attention_cam = self.class_maps(images)
         if self.training:
             if self.scm is not None:

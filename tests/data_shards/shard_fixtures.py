@@ -53,7 +53,8 @@ def many_boxes(n: int, width: int, height: int) -> list[list[float]]:
 
 
 def build_imagenet(root: Path, flat_val: bool = True) -> dict[str, Truth]:
-    """ImageNet tree: train/<wnid>/ (4 images each) and val/ with the hard cases. Returns val truth by stem."""
+    """ImageNet tree: train/<wnid>/ (4 images each) and val/ with the hard cases.
+    Returns val truth by stem."""
     for c, wnid in enumerate(WNIDS):
         for i in range(4):
             save(root / "train" / wnid / f"{wnid}_{i}.JPEG", 40 + 8 * i, 30 + 4 * c, seed=100 + 10 * c + i)
@@ -183,7 +184,8 @@ def build_cub(root: Path) -> dict[str, Truth]:
 
 
 def build_folder(root: Path) -> tuple[dict[str, Truth], Path]:
-    """``root/<class>/`` images (jpg and png) and a boxes CSV. Returns truth by sample key and the CSV path."""
+    """``root/<class>/`` images (jpg and png) and a boxes CSV.
+    Returns truth by sample key and the CSV path."""
     truth = {}
     rows = [["path", "x0", "y0", "x1", "y1"]]
     for c, name in enumerate(["cats", "dogs"]):

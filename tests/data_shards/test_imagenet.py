@@ -1,4 +1,5 @@
-"""ImageNet conversion: four val annotation formats, hard images, both formats read back by the plain libraries."""
+"""ImageNet conversion: four val annotation formats, hard images, both formats read back by the
+plain libraries."""
 
 from __future__ import annotations
 

@@ -8,21 +8,18 @@ import pytest
 from shard_fixtures import read_ffcv, read_webdataset
 
 from data_shards.cli import main
-from data_shards.reference_data import IMAGENET_CLASSES, IMAGENET_VAL_META
+from data_shards.reference_data import imagenet_val_folder_txt, imagenet_val_metadata
 from data_shards.schema import read_manifest
 from data_shards.sources.imagenet import read_val_folder_txt, read_wsol_metadata
 from data_shards.standins import build_val_standins
 
-META = IMAGENET_VAL_META
-VAL_FOLDER = IMAGENET_CLASSES
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(not META.is_dir(), reason="needs the shared ImageNet val metadata")
 def test_full_imagenet_val_metadata_both_formats_every_box(tmp_path):
-    truth = read_wsol_metadata(META)
-    wnid_of = read_val_folder_txt(VAL_FOLDER)
-    assert build_val_standins(META, tmp_path / "in") == len(truth) == 50000
+    meta, val_folder = imagenet_val_metadata(), imagenet_val_folder_txt()  # shipped in the package
+    truth = read_wsol_metadata(meta)
+    wnid_of = read_val_folder_txt(val_folder)
+    assert build_val_standins(meta, tmp_path / "in") == len(truth) == 50000
     out = tmp_path / "out"
     assert (
         main(
@@ -34,9 +31,9 @@ def test_full_imagenet_val_metadata_both_formats_every_box(tmp_path):
                 "--split",
                 "val",
                 "--annotations",
-                str(META),
+                str(meta),
                 "--classes",
-                str(VAL_FOLDER),
+                str(val_folder),
                 "--format",
                 "both",
                 "--workers",

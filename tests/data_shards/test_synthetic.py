@@ -7,7 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from data_shards.sources.synthetic import _class_colour, centred_box_accuracy, list_synthetic, render
+from data_shards.sources.synthetic import (
+    _class_colour,
+    centred_box_accuracy,
+    centred_box_baseline,
+    list_synthetic,
+    render,
+)
 
 SIZE = 64
 
@@ -86,7 +92,7 @@ def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> floa
 
 
 def test_class_is_the_shape_and_hue_band_not_the_position(rendered):
-    labels = np.array([l for _, l, _ in rendered])
+    labels = np.array([label for _, label, _ in rendered])
     counts = np.bincount(labels, minlength=10)
     assert counts.min() > 0.6 * counts.mean()
     position = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for _, _, b in rendered])
@@ -107,3 +113,14 @@ def test_a_centred_box_does_not_localize_the_set():
     boxes = [np.array(r.boxes) for r in listing.records]
     accuracy, _ = centred_box_accuracy(boxes, [(SIZE, SIZE)] * len(boxes))
     assert accuracy < 0.3
+
+
+def test_centred_box_baseline_picks_a_shape_per_iou_threshold():
+    # two 100x100 images: the centred half box, and a centred box 0.5 wide and 1.0 high
+    boxes = [np.array([[25, 25, 74, 74]]), np.array([[25, 0, 74, 99]])]
+    best = centred_box_baseline(boxes, [(100, 100)] * 2, thresholds=(0.5, 0.99), steps=4)
+    # at IoU 0.5 the half box localizes both (IoU 1 and 0.5); at 0.99 no one shape does
+    assert best[0.5] == (1.0, (0.5, 0.5))
+    assert best[0.99][0] == 0.5
+    for threshold, result in best.items():
+        assert centred_box_accuracy(boxes, [(100, 100)] * 2, threshold=threshold, steps=4) == result

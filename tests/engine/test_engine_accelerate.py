@@ -99,7 +99,9 @@ def test_bad_inputs_fail_before_work(synthetic_shards, tmp_path):
     with pytest.raises(ValueError, match="not divisible by data.batch_size x world size"):
         train(cfg)
     cfg = make_config(str(tmp_path / "missing"), str(tmp_path), [])
-    with pytest.raises(Exception, match="missing"):
+    with pytest.raises(
+        FileNotFoundError, match=r"data directory \S*missing/train does not exist; set data.train_dir"
+    ):
         train(cfg)
     cfg = make_config(str(synthetic_shards), str(tmp_path), ["model.img_size=96"])
     with pytest.raises(ValueError, match="must equal data.crop_size"):

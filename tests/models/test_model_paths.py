@@ -35,8 +35,8 @@ def test_train_logits_and_gradients_match_naive(use_scm):
 
 
 def test_eval_maps_match_naive_and_gradients_of_attention():
-    # float64: at random init the attention CAM is nearly uniform, and SCM's min-max of
-    # it amplifies float32 rounding (which differs between CPUs' kernels) many times
+    # float64: timm's near-zero class-token init makes the attention rows almost uniform at
+    # init, and min-max normalisation would amplify float32 rounding
     fused, naive = (model.double() for model in _pair(use_scm=True))
     images = torch.randn(2, 3, 32, 32, dtype=torch.float64, requires_grad=True)
     outs = []
@@ -47,8 +47,8 @@ def test_eval_maps_match_naive_and_gradients_of_attention():
         outs.append((out, grad))
     (a, grad_a), (b, grad_b) = outs
     for field in ("logits", "cams", "attention", "class_maps"):
-        torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(grad_a, grad_b, rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(grad_a, grad_b, rtol=1e-8, atol=1e-10)
     assert a.cams.shape == (2, 4, 4, 4) and a.attention.shape == (2, 4, 4)
     assert a.attention.amin() == 0 and a.attention.amax() == 1
 
@@ -60,15 +60,15 @@ def test_attention_cam_equals_definition():
     images = torch.randn(2, 3, 32, 32)
     rows = []
     hooks = [
-        block.attn.register_forward_hook(lambda m, i, o: rows.append(o[1][:, 0, 1:]))
+        block.attn.register_forward_hook(lambda m, i, o: rows.append(m.cls_attention[:, 0, 1:]))
         for block in model.blocks
     ]
-    _, attention = model.forward_features(images)
+    _, attention = model.encode(images)
     for hook in hooks:
         hook.remove()
     torch.testing.assert_close(attention, torch.stack(rows).sum(0))
     model.set_attention_impl("fused")
-    torch.testing.assert_close(model.forward_features(images)[1], attention, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.encode(images)[1], attention, rtol=1e-5, atol=1e-6)
 
 
 def test_gradcheck_tiny_model_float64():

@@ -50,7 +50,7 @@ def test_grid_laplacian_rectangular_degrees():
 
 
 def _direct_scm(class_maps, attention, lams, ts, iterations):
-    """Every equation of SCM_SPEC.md written with explicit loops, one sample at a time."""
+    """Every equation of docs/MODEL.md (SCM) written with explicit loops, one sample at a time."""
     batch, k, h, w = class_maps.shape
     n = h * w
     lap = torch.zeros(n, n, dtype=torch.float64)

@@ -115,5 +115,21 @@ def test_export_encoder_only_gives_identical_eval_outputs(tmp_path):
     tscam = _load("deit_tscam_tiny_patch16_224", out, num_classes=4, img_size=64).eval()(images)
     assert tscam.map_family == "tscam"
     assert torch.equal(tscam.class_maps, expected.class_maps)
-    _, raw_attention = model.forward_features(images)
+    _, raw_attention = model.encode(images)
     torch.testing.assert_close(tscam.cams, raw_attention.reshape(2, 1, 4, 4) * expected.class_maps)
+
+
+def test_export_of_a_release_checkpoint_drops_its_scm_scalars(tmp_path):
+    torch.manual_seed(0)
+    model = timm.create_model("deit_scm_tiny_patch16_224", num_classes=4, img_size=64)
+    src = tmp_path / "release.pth"
+    torch.save(_release_checkpoint(model), src)
+    assert export_encoder(src, tmp_path / "infer.pt") == {
+        "kept": len(model.state_dict()) - 8,
+        "dropped_scm": 8,
+    }
+    exported = torch.load(tmp_path / "infer.pt", weights_only=True)["state_dict"]
+    assert not [k for k in exported if k.startswith(("scm.", "layers.", "module."))]
+    loaded = _load("deit_tscam_tiny_patch16_224", tmp_path / "infer.pt", num_classes=4, img_size=64)
+    images = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded.eval()(images).class_maps, model.eval()(images).class_maps)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .scoring import _best_cover, _best_iou
+from data_shards.boxes import iou_with_gt
+
+from .scoring import _best_cover
 from .tables import _CELL_GAIN, _EULER_GAIN, _N_REPS, _REPS
 from .union_find import (
     _ONE,
@@ -185,7 +187,7 @@ def _sweep(
                 if dirty[r]:
                     x1 = min(box[r, 2] + 1, width - 1)
                     y1 = min(box[r, 3] + 1, height - 1)
-                    cached_iou[r] = _best_iou(box[r, 0], box[r, 1], x1, y1, gt)
+                    cached_iou[r] = iou_with_gt(box[r, 0], box[r, 1], x1, y1, gt)
                     cached_cover[r] = _best_cover(box[r, 0], box[r, 1], x1, y1, gt)
                     dirty[r] = False
                 top = max(top, cached_iou[r])

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .scoring import _best_iou
+from data_shards.boxes import iou_with_gt
+
 from .tables import _N_REPS4, _REPS4
 from .union_find import _ONE, _U, _absorb, _drop, _find, _pixel, _ring_mask, _ring_offsets, _start
 
@@ -115,7 +116,7 @@ def hole_sweep(
         for i in range(n_roots):
             r = roots[i]
             if dirty[r]:
-                cached_iou[r] = _best_iou(
+                cached_iou[r] = iou_with_gt(
                     box[r, 0] - 1,
                     box[r, 1] - 1,
                     min(box[r, 2] + 2, width - 1),

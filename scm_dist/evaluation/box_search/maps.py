@@ -6,9 +6,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from data_shards.boxes import best_box_iou, iou_with_gt
+
 from .components import _sweep, component_sweep, fill_holes
 from .holes import _holes_wanted, hole_sweep
-from .scoring import _best_iou, best_box_iou
 from .union_find import _descending_order, workspace
 
 _MAX_OPENCV_SETTLED = 8
@@ -68,7 +69,7 @@ def map_search(
     index = np.searchsorted(levels, per_tau)
     boxes, ties, best = search_levels(image, levels, gt, multi_contour, deltas, work)
     if multi_contour:
-        empty = _best_iou(0, 0, 0, 0, gt)
+        empty = iou_with_gt(0, 0, 0, 0, gt)
         for t in range(best.size):
             if best[t] < 0:
                 best[t] = empty
