@@ -30,6 +30,7 @@ class ModelConfig:
     pretrained: str = ""  # local checkpoint file (DeiT, release or own); "" = random
     attn_impl: str = "fused"  # fused | naive (materialised attention, reference)
     scm_impl: str = "fast"  # fast | literal (SCM_SPEC.md step by step, reference)
+    scm_precision: str = "fp32"  # fp32 | tf32 (SCM's N x N Newton-Schulz products on CUDA)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class DataConfig:
     ffcv_order: str = "random"  # random | quasi_random
     ffcv_os_cache: bool = True  # FFCV: use the page cache (else process-local memory)
     skip_corrupt: bool = False  # train: skip undecodable samples with a warning + count
+    decode: str = "cpu"  # webdataset JPEG decode: cpu (loader workers) | gpu (nvJPEG, batched)
 
 
 @dataclass
@@ -90,6 +92,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     resume: str = "auto"  # auto (latest in output_dir) | none | a checkpoint path
     expected_world_size: int = 0  # >0: refuse to start with another world size
+    compile: bool = False  # torch.compile the model
 
 
 @dataclass

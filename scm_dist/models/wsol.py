@@ -10,7 +10,7 @@ from torch import nn
 from .attention import AttentionImpl
 from .encoder import DeiTEncoder
 from .functional import minmax
-from .scm import SCMImpl, SpatialCalibration
+from .scm import SCMImpl, SCMPrecision, SpatialCalibration
 
 
 class WSOLOutput(NamedTuple):
@@ -27,6 +27,7 @@ class DeiTWSOL(DeiTEncoder):
 
     ``attn_impl`` ("fused" | "naive") and ``scm_impl`` ("fast" | "literal") pick the
     implementations; the defaults are the efficient ones, the others are references.
+    ``scm_precision`` ("fp32" | "tf32") is the precision of SCM's N x N products.
 
     Encoder parameters keep the classic timm ViT names (``patch_embed.proj``,
     ``blocks.{i}.attn.qkv``, ...), so DeiT and release checkpoints map one to one.
@@ -49,6 +50,7 @@ class DeiTWSOL(DeiTEncoder):
         use_scm: bool = False,
         attn_impl: AttentionImpl = "fused",
         scm_impl: SCMImpl = "fast",
+        scm_precision: SCMPrecision = "fp32",
         in_chans: int = 3,
         **unused,
     ) -> None:
@@ -70,7 +72,9 @@ class DeiTWSOL(DeiTEncoder):
         )
         self.num_classes = num_classes
         self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)
-        self.scm = SpatialCalibration(self.grid_size, impl=scm_impl) if use_scm else None
+        self.scm = (
+            SpatialCalibration(self.grid_size, impl=scm_impl, precision=scm_precision) if use_scm else None
+        )
 
     def class_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class maps S [B, K, h, w] and the raw attention CAM A [B, N]."""
