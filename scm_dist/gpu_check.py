@@ -94,7 +94,7 @@ FULL = Sizes(
     engine_img=224,
     engine_batch=64,
     engine_steps=4,
-    loader_images=2048,
+    loader_images=4096,
     loader_batch=256,
     loader_workers=os.cpu_count() or 1,
 )
@@ -572,18 +572,39 @@ def step_engine(check: Check) -> dict[str, Any]:
 
 
 # -- 5. loader ----------------------------------------------------------------------------
+DISTINCT_IMAGES = 256  # generated photo-like JPEGs; larger sets repeat them under new names
+
+
+def _imagenet_like_folder(root: Path, count: int, classes: int = 10) -> int:
+    """``count`` JPEGs (q90) at the real sizes of the first ImageNet val images, photo-like
+    (the loader benchmark's generator), in ``classes`` folders; returns their total bytes."""
+    from data_shards.images import encode_jpeg
+    from scm_dist.data.benchmark import SIZES_FILE, _photo_like, _real_sizes
+
+    rng = np.random.default_rng(0)
+    sizes = _real_sizes(SIZES_FILE, min(count, DISTINCT_IMAGES))
+    blobs = [encode_jpeg(_photo_like(width, height, rng), 90) for width, height in sizes]
+    total = 0
+    for i in range(count):
+        folder = root / f"class{i % classes:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"img{i:06d}.jpg").write_bytes(blobs[i % len(blobs)])
+        total += len(blobs[i % len(blobs)])
+    return total
+
+
 def step_loader(check: Check) -> dict[str, Any]:
     from data_shards.convert import ConvertOptions, convert_listing
     from data_shards.schema import FORMAT_WEBDATASET
     from data_shards.sources.folder import list_folder
     from scm_dist.config import DataConfig
     from scm_dist.data import device_input
-    from scm_dist.data.benchmark import SIZES_FILE, _measure, _real_sizes, _write_images
+    from scm_dist.data.benchmark import _measure
     from scm_dist.data.transforms import sample_crop
 
     sizes = check.sizes
     root = check.workdir / "loader"
-    source_bytes = _write_images(root / "folder", _real_sizes(SIZES_FILE, sizes.loader_images), 10)
+    source_bytes = _imagenet_like_folder(root / "folder", sizes.loader_images)
     options = ConvertOptions(formats=(FORMAT_WEBDATASET,), workers=max(1, min(8, os.cpu_count() or 1)))
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
         convert_listing(list_folder(root / "folder", "train"), root / "shards", options, {})
@@ -600,6 +621,7 @@ def step_loader(check: Check) -> dict[str, Any]:
     )
     out: dict[str, Any] = {
         "images": sizes.loader_images,
+        "distinct_images": min(sizes.loader_images, DISTINCT_IMAGES),
         "source_bytes_per_image": source_bytes // sizes.loader_images,
         "crop": crop,
         "batch": sizes.loader_batch,
