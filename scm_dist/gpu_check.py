@@ -22,6 +22,8 @@ so that a timeout still leaves the finished parts:
    WebDataset loader (CPU decode, one worker per core) and the GPU decode path
    (:mod:`scm_dist.data.device_input`), beside the train step's images/s.
 6. ``eval``: ``scm-eval``'s evaluation (both protocols) images/s on the device.
+7. ``scm_tf32``: the SCM train step with ``model.scm_precision=tf32`` (eager and compiled)
+   against step 3's fp32, in whatever time the steps before left.
 
 ``--quick`` runs every step on the CPU with tiny sizes (CI keeps the script alive; the
 compiled variant then uses the ``aot_eager`` backend, inductor is covered by
@@ -118,7 +120,15 @@ QUICK = Sizes(
     loader_workers=1,
 )
 # seconds a step needs at least (full mode); a step is skipped when less is left
-STEP_NEEDS = {"environment": 0, "correctness": 20, "train_step": 90, "engine": 60, "loader": 30, "eval": 15}
+STEP_NEEDS = {
+    "environment": 0,
+    "correctness": 20,
+    "train_step": 90,
+    "engine": 60,
+    "loader": 30,
+    "eval": 15,
+    "scm_tf32": 60,
+}
 
 
 @dataclass
@@ -348,9 +358,57 @@ def _graph_breaks() -> dict[str, Any]:
     return {"count": int(sum(breaks.values())), "reasons": [str(reason)[:300] for reason in breaks][:10]}
 
 
+def _run_variants(
+    check: Check,
+    family: str,
+    variants: list[tuple[str, dict[str, Any], str]],
+    batch: int,
+    peak: float,
+    flops_per_image: float | None = None,
+) -> dict[str, Any]:
+    """Time each ``(name, model kwargs, compile backend)`` variant of one model family; the
+    first variant sets the batch that fits and, unless given, the FLOPs per image."""
+    sizes, device = check.sizes, check.device
+    result: dict[str, Any] = {}
+    if flops_per_image:
+        result["flops_per_image"] = flops_per_image
+    for variant, kwargs, backend in variants:
+        if check.left() < 20:
+            result[variant] = {"skipped": "time budget"}
+            continue
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        try:
+
+            def make(b: int, kwargs=kwargs, backend=backend) -> TrainStep:
+                torch.manual_seed(0)
+                return TrainStep(_model(family, sizes, **kwargs), b, sizes.img, device, backend)
+
+            result[variant] = _time_variant(check, make, batch)
+            batch = result[variant]["batch"]  # the next variants at the batch that fitted
+            if "flops_per_image" not in result:
+                result["flops_per_image"] = round(_count_flops(make(batch)) / batch / 1e9, 2)
+            if backend:
+                result[variant]["graph_breaks"] = _graph_breaks()
+            result[variant]["mfu"] = round(
+                result[variant]["images_per_s"] * result["flops_per_image"] * 1e9 / peak, 4
+            )
+        except Exception as err:  # noqa: BLE001
+            result[variant] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return result
+
+
+def _speed(result: dict[str, Any], variant: str) -> float | None:
+    return result.get(variant, {}).get("images_per_s")
+
+
 def step_train(check: Check) -> dict[str, Any]:
     sizes, device = check.sizes, check.device
     peak = measure_matmul_peak(device, sizes.matmul)
+    check.results["peak"] = peak
     out: dict[str, Any] = {
         "img_size": sizes.img,
         "precision": "bf16 autocast" if device.type == "cuda" else "fp32 (CPU)",
@@ -358,53 +416,48 @@ def step_train(check: Check) -> dict[str, Any]:
         "peak_bf16_matmul_tflops": round(peak / 1e12, 1),
         "compile_backend": sizes.compile_backend,
     }
+    variants = [
+        ("eager", {}, ""),
+        ("compiled", {}, sizes.compile_backend),
+        ("naive", dict(attn_impl="naive", scm_impl="literal"), ""),
+    ]
     for family in ("scm", "tscam"):
-        result: dict[str, Any] = {}
-        batch = sizes.batch
-        variants = [("eager", {}, ""), ("compiled", {}, sizes.compile_backend)]
-        variants.append(("naive", dict(attn_impl="naive", scm_impl="literal"), ""))
-        for variant, kwargs, backend in variants:
-            if check.left() < 20:
-                result[variant] = {"skipped": "time budget"}
-                continue
-            torch._dynamo.reset()
-            torch._dynamo.utils.counters.clear()
-            try:
-
-                def make(b: int, family=family, kwargs=kwargs, backend=backend) -> TrainStep:
-                    torch.manual_seed(0)
-                    return TrainStep(_model(family, sizes, **kwargs), b, sizes.img, device, backend)
-
-                result[variant] = _time_variant(check, make, batch)
-                if variant == "eager":
-                    batch = result[variant]["batch"]  # the others at the batch that fitted
-                    flops = _count_flops(make(batch))
-                    result["flops_per_image"] = round(flops / batch / 1e9, 2)
-                if variant == "compiled":
-                    result[variant]["graph_breaks"] = _graph_breaks()
-            except Exception as err:  # noqa: BLE001
-                result[variant] = {"error": f"{type(err).__name__}: {err}"[:2000]}
-            finally:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-        per_image = result.get("flops_per_image")
-        for variant in ("eager", "compiled", "naive"):
-            speed = result.get(variant, {}).get("images_per_s")
-            if speed and per_image:
-                result[variant]["mfu"] = round(speed * per_image * 1e9 / peak, 4)
-        eager, naive = result.get("eager", {}), result.get("naive", {})
-        if eager.get("images_per_s") and naive.get("images_per_s"):
-            result["efficient_over_naive"] = round(eager["images_per_s"] / naive["images_per_s"], 3)
+        result = _run_variants(check, family, variants, sizes.batch, peak)
+        if _speed(result, "eager") and _speed(result, "naive"):
+            result["efficient_over_naive"] = round(_speed(result, "eager") / _speed(result, "naive"), 3)
         out[f"deit_{family}_{sizes.size}"] = result
-    scm, tscam = out.get(f"deit_scm_{sizes.size}", {}), out.get(f"deit_tscam_{sizes.size}", {})
+    scm, tscam = out[f"deit_scm_{sizes.size}"], out[f"deit_tscam_{sizes.size}"]
     for variant in ("eager", "compiled"):
-        a, b = scm.get(variant, {}).get("images_per_s"), tscam.get(variant, {}).get("images_per_s")
-        if a and b:
-            out[f"scm_cost_over_tscam_{variant}"] = round(b / a - 1, 3)
-    check.results["train_images_per_s"] = scm.get("compiled", {}).get("images_per_s") or scm.get(
-        "eager", {}
-    ).get("images_per_s")
+        if _speed(scm, variant) and _speed(tscam, variant):
+            out[f"scm_cost_over_tscam_{variant}"] = round(
+                _speed(tscam, variant) / _speed(scm, variant) - 1, 3
+            )
+    check.results["scm_train"] = scm
+    check.results["train_images_per_s"] = _speed(scm, "compiled") or _speed(scm, "eager")
     return out
+
+
+def step_scm_tf32(check: Check) -> dict[str, Any]:
+    """The SCM train step with ``model.scm_precision=tf32`` (the speed side of the TF32
+    decision; the precision side is in the correctness step), beside fp32's."""
+    fp32 = check.results.get("scm_train", {})
+    batch = next((fp32[v]["batch"] for v in ("eager", "compiled") if "batch" in fp32.get(v, {})), None)
+    peak = check.results.get("peak") or measure_matmul_peak(check.device, check.sizes.matmul)
+    tf32 = dict(scm_precision="tf32")
+    result = _run_variants(
+        check,
+        "scm",
+        [("eager_tf32", tf32, ""), ("compiled_tf32", tf32, check.sizes.compile_backend)],
+        batch or check.sizes.batch,
+        peak,
+        fp32.get("flops_per_image"),
+    )
+    for variant in ("eager", "compiled"):
+        if _speed(result, f"{variant}_tf32") and _speed(fp32, variant):
+            result[f"tf32_over_fp32_{variant}"] = round(
+                _speed(result, f"{variant}_tf32") / _speed(fp32, variant), 3
+            )
+    return result
 
 
 # -- 4. engine ----------------------------------------------------------------------------
@@ -709,6 +762,7 @@ STEPS: list[tuple[str, Callable[[Check], dict[str, Any]]]] = [
     ("engine", step_engine),
     ("loader", step_loader),
     ("eval", step_eval),
+    ("scm_tf32", step_scm_tf32),  # last: only in the time the required figures left
 ]
 
 

@@ -32,7 +32,7 @@ def test_quick_check_runs_every_step_on_cpu(tmp_path):
     report = json.loads(out.read_text())
     assert json.loads(done.stdout) == report  # --json prints the same report
     steps = report["steps"]
-    assert list(steps) == ["environment", "correctness", "train_step", "engine", "loader", "eval"]
+    assert list(steps) == ["environment", "correctness", "train_step", "engine", "loader", "eval", "scm_tf32"]
     assert report["errors"] == [], {name: steps[name] for name in report["errors"]}
     correctness = steps["correctness"]
     assert correctness["fused_vs_naive_attention"]["logits"] < 1e-4
@@ -48,6 +48,8 @@ def test_quick_check_runs_every_step_on_cpu(tmp_path):
     assert steps["loader"]["cpu_decode_webdataset"]["images_per_s"] > 0
     assert steps["loader"]["gpu_decode"]["images_per_s"] > 0
     assert steps["eval"]["images_per_s"] > 0
+    tf32 = steps["scm_tf32"]
+    assert tf32["compiled_tf32"]["graph_breaks"]["count"] == 0 and tf32["eager_tf32"]["images_per_s"] > 0
 
 
 def test_json_is_written_per_step_and_budget_skips(tmp_path):
