@@ -2,7 +2,7 @@
 
 Names: model (efficient vs naive model path), train (backends, precisions, processes),
 shards (conversion), loaders (WebDataset / FFCV / folder), eval (fast exact box search),
-all (every one, in that order); gpu (the prepared GPU check, scm_dist/gpu_check.py; not
+all (every one, in that order); gpu (the prepared GPU check, scm_dist/gpu/; not
 part of all).
 """
 
@@ -20,7 +20,7 @@ BENCHMARKS = {
     "loaders": "scm_dist.data.benchmark",
     "eval": "scm_dist.evaluation.benchmark",
 }
-CHECKS = {"gpu": "scm_dist.gpu_check"}  # run on their own, never by "all"
+CHECKS = {"gpu": "scm_dist.gpu"}  # run on their own, never by "all"
 
 
 def main(argv: list[str] | None = None) -> None:

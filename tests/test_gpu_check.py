@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scm_dist.gpu_check import run
+from scm_dist.gpu import run
 
 REPO = Path(__file__).resolve().parent.parent
 
