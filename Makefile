@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: setup apt demo lint test bench slurm-up slurm-down clean-venv
+.PHONY: setup apt demo lint test bench gpu-wheels gpu-check gpu-check-quick slurm-up slurm-down clean-venv
 
 setup: apt $(STAMP)
 
@@ -43,6 +43,18 @@ test: setup
 
 bench: setup
 	$(PY) -m scm_dist.bench all --json
+
+# GPU machine (no network, its own Python 3.12 + torch): `make gpu-wheels` here, carry
+# .gpu_wheels/ there, then `make gpu-check` (or scripts/gpu_check.sh OUT_DIR) there.
+gpu-wheels: setup
+	PY=$(PY) scripts/gpu_wheels.sh
+
+gpu-check:
+	scripts/gpu_check.sh $${OUT:-.}
+
+# every step of the check on this CPU, tiny sizes (what CI runs)
+gpu-check-quick: setup
+	PY=$(PY) scripts/gpu_check.sh $${OUT:-.} --quick
 
 # the local cluster module is stdlib-only: system python is enough
 slurm-up: apt

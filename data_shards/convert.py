@@ -36,7 +36,6 @@ from data_shards.schema import (
     read_manifest,
 )
 from data_shards.writers.atomic import TMP_SUFFIX, sha256_file, write_json_atomic
-from data_shards.writers.ffcv import write_beton
 from data_shards.writers.webdataset import TarShardWriter, write_timm_info
 
 log = logging.getLogger(__name__)
@@ -327,6 +326,8 @@ def convert_listing(
     if FORMAT_WEBDATASET in options.formats:
         write_timm_info(folder, listing.split, tars)
     if FORMAT_FFCV in options.formats and ffcv_entry is None:
+        from data_shards.writers.ffcv import write_beton  # FFCV only when asked (absent on some hosts)
+
         ffcv_entry = write_beton(
             folder, listing.split, [tar_folder / t.name for t in tars], options.max_boxes
         )

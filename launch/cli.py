@@ -11,7 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from launch.slurm import Resources, SubmitError, log_folder, plan_configs, sbatch_script, submit
+from launch.slurm import (
+    Resources,
+    SubmitError,
+    loader_cpus_per_task,
+    log_folder,
+    node_cpus,
+    plan_configs,
+    sbatch_script,
+    submit,
+)
 from launch.sweep import load_sweep
 from scm_dist.config import ConfigError, load_config
 
@@ -36,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="tasks per node on CPU nodes (default: one per GPU, else 1)",
     )
-    r.add_argument("--cpus-per-task", type=int, default=0)
+    r.add_argument(
+        "--cpus-per-task",
+        type=int,
+        default=0,
+        help="default: data.workers + 1 (the node's CPUs / tasks with --exclusive)",
+    )
     r.add_argument("--time", type=int, default=60, metavar="MIN", help="time limit in minutes")
     r.add_argument("--partition", default="")
     r.add_argument("--account", default="")
@@ -69,14 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _resources(args: argparse.Namespace) -> tuple[Resources, Resources | None]:
+def _cpus_per_task(args: argparse.Namespace, workers: int) -> tuple[int, str]:
+    """``--cpus-per-task`` or what the config's loaders need, and where the number comes from."""
+    if args.cpus_per_task:
+        return args.cpus_per_task, "--cpus-per-task"
+    tasks = args.tasks_per_node or args.gpus_per_node or 1
+    per_node = node_cpus(args.partition) if args.exclusive else None
+    cpus = loader_cpus_per_task(workers, tasks, args.exclusive, per_node)
+    if args.exclusive and per_node:
+        return cpus, f"--exclusive: {per_node} CPUs per node / {tasks} tasks"
+    return cpus, f"data.workers={workers} + 1"
+
+
+def _resources(args: argparse.Namespace, cpus_per_task: int) -> tuple[Resources, Resources | None]:
     shared = dict(
         partition=args.partition,
         account=args.account,
         qos=args.qos,
         constraint=args.constraint,
         mem=args.mem,
-        cpus_per_task=args.cpus_per_task,
+        cpus_per_task=cpus_per_task,
         exclusive=args.exclusive,
         signal_delay_s=args.signal_delay,
     )
@@ -102,8 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         sweep = load_sweep(args.array) if args.array else None
         configs = plan_configs(cfg, sweep, lambda extra: load_config(args.config, [*args.overrides, *extra]))
-        train_res, eval_res = _resources(args)
+        workers = max(c.data.workers for c in configs)
+        cpus, source = _cpus_per_task(args, workers)
+        if cpus < workers:
+            print(
+                f"scm-submit: warning: each rank gets {cpus} CPU(s) for {workers} loader workers "
+                f"(data.workers); raise --cpus-per-task to {workers + 1} or lower data.workers",
+                file=sys.stderr,
+            )
+        train_res, eval_res = _resources(args, cpus)
         if args.dry_run:
+            print(f"# cpus-per-task: {cpus} ({source})")
             return _dry_run(args, configs, train_res, eval_res)
         jobs = submit(configs, train_res, eval_res=eval_res, log_dir=args.log_dir)
     except (ConfigError, SubmitError) as err:

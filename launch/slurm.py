@@ -37,7 +37,7 @@ class Resources:
     nodes: int = 1
     gpus_per_node: int = 0
     tasks_per_node: int = 0  # 0: one per GPU (one when there are no GPUs)
-    cpus_per_task: int = 0  # 0: SLURM's default
+    cpus_per_task: int = 0  # 0: SLURM's default (scm-submit fills in what the loaders need)
     time_min: int = 60
     partition: str = ""
     account: str = ""
@@ -88,6 +88,30 @@ class Resources:
         )
         params.update({k: v for k, v in optional.items() if v})
         return params
+
+
+def node_cpus(partition: str = "") -> int | None:
+    """CPUs of the smallest node of ``partition`` (all partitions when empty) by ``sinfo``,
+    or None where SLURM cannot say."""
+    if shutil.which("sinfo") is None:
+        return None
+    command = ["sinfo", "-h", "-o", "%c", *(["-p", partition] if partition else [])]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    counts = [int(v.rstrip("+")) for v in out.split() if v.rstrip("+").isdigit()]
+    return min(counts) if counts else None
+
+
+def loader_cpus_per_task(
+    workers: int, tasks_per_node: int, exclusive: bool, cpus_per_node: int | None
+) -> int:
+    """CPUs one rank needs: its loader workers plus its own process; with ``exclusive`` the
+    node's CPUs shared by its tasks (when SLURM says how many there are)."""
+    if exclusive and cpus_per_node:
+        return max(1, cpus_per_node // max(1, tasks_per_node))
+    return workers + 1
 
 
 @dataclass

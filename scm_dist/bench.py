@@ -2,7 +2,8 @@
 
 Names: model (efficient vs naive model path), train (backends, precisions, processes),
 shards (conversion), loaders (WebDataset / FFCV / folder), eval (fast exact box search),
-all (every one, in that order).
+all (every one, in that order); gpu (the prepared GPU check, scm_dist/gpu/; not
+part of all).
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ BENCHMARKS = {
     "loaders": "scm_dist.data.benchmark",
     "eval": "scm_dist.evaluation.benchmark",
 }
+CHECKS = {"gpu": "scm_dist.gpu"}  # run on their own, never by "all"
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*BENCHMARKS, "all"):
-        sys.exit(
-            f"usage: python -m scm_dist.bench {{{','.join(BENCHMARKS)},all}} [--json] [benchmark options]"
-        )
+    if not argv or argv[0] not in (*BENCHMARKS, "all", *CHECKS):
+        names = ",".join([*BENCHMARKS, "all", *CHECKS])
+        sys.exit(f"usage: python -m scm_dist.bench {{{names}}} [--json] [benchmark options]")
     name, options = argv[0], [a for a in argv[1:] if a != "--json"]
     if name != "all":
-        print(json.dumps(importlib.import_module(BENCHMARKS[name]).run(options), indent=2))
+        module = BENCHMARKS.get(name) or CHECKS[name]
+        print(json.dumps(importlib.import_module(module).run(options), indent=2, default=str))
         return
     # each benchmark in a fresh interpreter: one's threads (OpenMP, OpenCV) must not be
     # inherited by the next one's forked workers

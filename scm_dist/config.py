@@ -31,6 +31,7 @@ class ModelConfig:
     attn_impl: str = "fused"  # fused | naive (materialised attention, reference)
     scm_impl: str = "fast"  # fast | literal (docs/MODEL.md step by step, reference)
     resample_pos_embed: bool = False  # scm-eval: resample a checkpoint's pos_embed to the eval grid
+    scm_precision: str = "fp32"  # fp32 | tf32 (SCM's N x N Newton-Schulz products on CUDA)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class DataConfig:
     ffcv_order: str = "random"  # random | quasi_random
     ffcv_os_cache: bool = True  # FFCV: use the page cache (else process-local memory)
     skip_corrupt: bool = False  # train: skip undecodable samples with a warning + count
+    decode: str = "cpu"  # webdataset JPEG decode: cpu (loader workers) | gpu (nvJPEG, batched)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class TrainConfig:
     overwrite: bool = False  # with resume=none: delete output_dir's checkpoints and start over
     expected_world_size: int = 0  # >0: refuse to start with another world size
     grad_checkpointing: bool = False  # recompute each encoder block in backward: less memory, more compute
+    compile: bool = False  # torch.compile the model
 
 
 @dataclass

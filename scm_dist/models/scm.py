@@ -12,11 +12,18 @@ Two implementations with the same outputs and gradients (up to rounding):
   after one N x N product per step, instead of two (X_T itself is never formed).
 * ``literal``: every step of the spec as written (full Sim, the X_k iteration); kept for
   tests and benchmarks.
+
+Precision of the N x N Newton-Schulz products (``precision``): ``fp32`` (full float32,
+the default) or ``tf32`` (TF32 tensor cores on CUDA, forward and backward; on CPU, where
+TF32 does not exist, emulated by rounding the operands to TF32's 10-bit mantissa before
+each product). SCM always runs in at least float32, also under bf16 autocast.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -27,6 +34,86 @@ from .functional import minmax
 NEWTON_SCHULZ_ALPHA = 0.002
 SCMImpl = Literal["fast", "literal"]
 SCM_IMPLS: tuple[str, ...] = ("fast", "literal")
+SCMPrecision = Literal["fp32", "tf32", "tf32_emulated"]
+# tf32_emulated: operand rounding on every device (CPU's tf32; the reference for real TF32)
+SCM_PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "tf32_emulated")
+TF32_DROPPED_BITS = 13  # float32 keeps 23 mantissa bits, TF32 10
+
+
+def round_to_tf32(values: torch.Tensor) -> torch.Tensor:
+    """float32 ``values`` rounded to TF32 (10-bit mantissa, round to nearest even); the
+    gradient passes straight through. Finite inputs only (SCM's are)."""
+    bits = values.detach().contiguous().view(torch.int32)
+    half = (1 << (TF32_DROPPED_BITS - 1)) - 1
+    bits = (bits + half + ((bits >> TF32_DROPPED_BITS) & 1)) & ~((1 << TF32_DROPPED_BITS) - 1)
+    return values + (bits.view(torch.float32) - values).detach()
+
+
+@contextmanager
+def cublas_tf32(enabled: bool) -> Iterator[None]:
+    """cuBLAS float32 products on TF32 tensor cores (``enabled``) or in full float32, restored
+    after. Only CUDA reads the flag."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+class _CudaTF32Baddbmm(torch.autograd.Function):
+    """``beta * input + alpha * (a @ b)`` with every product (forward and backward) on TF32."""
+
+    @staticmethod
+    def forward(ctx, input, a, b, beta, alpha):  # noqa: A002  (torch's argument name)
+        ctx.save_for_backward(a, b)
+        ctx.beta, ctx.alpha = beta, alpha
+        with cublas_tf32(True):
+            return _baddbmm(input, a, b, beta, alpha)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_input = grad_a = grad_b = None
+        with cublas_tf32(True):
+            if ctx.needs_input_grad[0]:
+                grad_input = grad * ctx.beta
+            if ctx.needs_input_grad[1]:
+                grad_a = torch.bmm(grad, b.transpose(-2, -1)) * ctx.alpha
+            if ctx.needs_input_grad[2]:
+                grad_b = torch.bmm(a.transpose(-2, -1), grad) * ctx.alpha
+        return grad_input, grad_a, grad_b, None, None
+
+
+def product(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    precision: SCMPrecision = "fp32",
+    input: torch.Tensor | None = None,  # noqa: A002
+    beta: float = 1.0,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """Batched ``a @ b``, or ``beta * input + alpha * (a @ b)`` when ``input`` is given, at
+    ``precision``: fp32, or TF32 (real on CUDA, emulated by operand rounding elsewhere and
+    with ``tf32_emulated``).
+    Operands wider than float32 (float64 references) are multiplied exactly."""
+    if precision == "fp32" or a.dtype != torch.float32:
+        return _baddbmm(input, a, b, beta, alpha)
+    if a.is_cuda and precision == "tf32":
+        return _CudaTF32Baddbmm.apply(input, a, b, beta, alpha)
+    return _baddbmm(input, round_to_tf32(a), round_to_tf32(b), beta, alpha)
+
+
+def _baddbmm(
+    input: torch.Tensor | None,  # noqa: A002
+    a: torch.Tensor,
+    b: torch.Tensor,
+    beta: float,
+    alpha: float,
+) -> torch.Tensor:
+    if input is None:
+        return torch.bmm(a, b) if alpha == 1 else torch.bmm(a, b) * alpha
+    return torch.baddbmm(input, a, b, beta=beta, alpha=alpha)
 
 
 def grid_laplacian(height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -85,24 +172,33 @@ def grid_cosine_similarity(class_maps: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def newton_schulz_inverse(
-    matrix: torch.Tensor, iterations: int, initial: torch.Tensor | None = None
+    matrix: torch.Tensor,
+    iterations: int,
+    initial: torch.Tensor | None = None,
+    precision: SCMPrecision = "fp32",
 ) -> torch.Tensor:
     """Approximate ``matrix``^-1 by ``iterations`` Newton-Schulz steps.
 
     X_0 = 0.002 * M^T (detached from autograd) unless ``initial`` is given;
-    X_{k+1} = X_k (2I - M X_k); gradients flow through the iterations.
+    X_{k+1} = X_k (2I - M X_k); gradients flow through the iterations. The products run at
+    ``precision`` (see :func:`product`).
     """
     if initial is None:
         initial = NEWTON_SCHULZ_ALPHA * matrix.detach().transpose(-2, -1)
     eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
     inverse = initial
     for _ in range(iterations):
-        inverse = inverse @ (2 * eye - matrix @ inverse)
+        correction = product(matrix, inverse, precision, input=2 * eye, alpha=-1)
+        inverse = product(inverse, correction, precision)
     return inverse
 
 
 def newton_schulz_apply_transpose(
-    matrix: torch.Tensor, vectors: torch.Tensor, iterations: int, initial: torch.Tensor | None = None
+    matrix: torch.Tensor,
+    vectors: torch.Tensor,
+    iterations: int,
+    initial: torch.Tensor | None = None,
+    precision: SCMPrecision = "fp32",
 ) -> torch.Tensor:
     """X_T^T v for the Newton-Schulz iterate X_T of :func:`newton_schulz_inverse`,
     matrix [B, N, N], v [B, N], computed as v^T X_T without forming X_T: one N x N
@@ -110,28 +206,39 @@ def newton_schulz_apply_transpose(
 
     With Y_k = M X_k: Y_{k+1} = 2 Y_k - Y_k Y_k and v^T X_T = v^T X_0 (2I - Y_0) ...
     (2I - Y_{T-1}). The same function of (M, X_0) as the literal iteration, so gradients
-    are the same too.
+    are the same too. The N x N products run at ``precision`` (see :func:`product`); the
+    matrix-vector ones (a sliver of the work) stay in float32.
     """
     if initial is None:
         initial = NEWTON_SCHULZ_ALPHA * matrix.detach().transpose(-2, -1)
-    product = matrix @ initial  # Y_0
+    powers = product(matrix, initial, precision)  # Y_0
     row = vectors.unsqueeze(-2) @ initial  # v^T X_0, [B, 1, N]
     for step in range(iterations):
-        row = torch.baddbmm(row, row, product, beta=2, alpha=-1)
+        row = torch.baddbmm(row, row, powers, beta=2, alpha=-1)
         if step + 1 < iterations:
-            product = torch.baddbmm(product, product, product, beta=2, alpha=-1)
+            powers = product(powers, powers, precision, input=powers, beta=2, alpha=-1)
     return row.squeeze(-2)
 
 
 class SCMLayer(nn.Module):
     """One calibration layer with learnable lambda (``lam``) and t (``t``)."""
 
-    def __init__(self, iterations: int, lam: float = 1.0, t: float = 0.5, impl: SCMImpl = "fast") -> None:
+    def __init__(
+        self,
+        iterations: int,
+        lam: float = 1.0,
+        t: float = 0.5,
+        impl: SCMImpl = "fast",
+        precision: SCMPrecision = "fp32",
+    ) -> None:
         super().__init__()
         if impl not in SCM_IMPLS:
             raise ValueError(f"SCM impl must be one of {SCM_IMPLS}, got {impl!r}")
+        if precision not in SCM_PRECISIONS:
+            raise ValueError(f"SCM precision must be one of {SCM_PRECISIONS}, got {precision!r}")
         self.iterations = iterations
         self.impl = impl
+        self.precision = precision
         self.lam = nn.Parameter(torch.full((1,), float(lam)))
         self.t = nn.Parameter(torch.full((1,), float(t)))
 
@@ -146,7 +253,9 @@ class SCMLayer(nn.Module):
         neighbours = 1 - self.lam * edges
         values = torch.cat([laplacian.diagonal() * (self.lam * diagonal - 1), neighbours, neighbours], dim=1)
         matrix = values.new_zeros(values.shape[0], n * n)
-        positions = calibration_positions(height, width, values.device)
+        # compiled: traced once into the graph (Dynamo would bypass the cache anyway)
+        build = calibration_positions.__wrapped__ if torch.compiler.is_compiling() else calibration_positions
+        positions = build(height, width, values.device)
         return matrix.index_copy(1, positions, values).view(-1, n, n)
 
     def propagate(
@@ -159,9 +268,9 @@ class SCMLayer(nn.Module):
         """c' before its normalisation: X_T^T c, [B, N]."""
         matrix = self.calibration_matrix(class_maps, laplacian)
         if self.impl == "literal":
-            propagation = newton_schulz_inverse(matrix, self.iterations, initial).transpose(-2, -1)
-            return (propagation @ cam.unsqueeze(-1)).squeeze(-1)
-        return newton_schulz_apply_transpose(matrix, cam, self.iterations, initial)
+            inverse = newton_schulz_inverse(matrix, self.iterations, initial, self.precision)
+            return (inverse.transpose(-2, -1) @ cam.unsqueeze(-1)).squeeze(-1)
+        return newton_schulz_apply_transpose(matrix, cam, self.iterations, initial, self.precision)
 
     def forward(
         self,
@@ -189,11 +298,13 @@ class SpatialCalibration(nn.Module):
         first_iterations: int = 16,
         later_iterations: int = 4,
         impl: SCMImpl = "fast",
+        precision: SCMPrecision = "fp32",
     ) -> None:
         super().__init__()
         self.grid_size = grid_size
         self.layers = nn.ModuleList(
-            SCMLayer(first_iterations if i == 0 else later_iterations, impl=impl) for i in range(num_layers)
+            SCMLayer(first_iterations if i == 0 else later_iterations, impl=impl, precision=precision)
+            for i in range(num_layers)
         )
         self.register_buffer("laplacian", grid_laplacian(*grid_size), persistent=False)
 

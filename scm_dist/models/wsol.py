@@ -10,7 +10,7 @@ from torch import nn
 from .attention import AttentionImpl
 from .encoder import DeiTEncoder
 from .functional import minmax
-from .scm import SCMImpl, SpatialCalibration
+from .scm import SCMImpl, SCMPrecision, SpatialCalibration
 
 MapFamily = Literal["tscam", "scm"]
 # Each family's localization map, as its own release computes it (SCM_SPEC.md, Inference):
@@ -35,6 +35,7 @@ class DeiTWSOL(DeiTEncoder):
 
     ``attn_impl`` ("fused" | "naive") and ``scm_impl`` ("fast" | "literal") pick the
     implementations; the defaults are the efficient ones, the others are references.
+    ``scm_precision`` ("fp32" | "tf32") is the precision of SCM's N x N products.
 
     Encoder parameters keep the classic timm ViT names (``patch_embed.proj``,
     ``blocks.{i}.attn.qkv``, ...), so DeiT and release checkpoints map one to one.
@@ -59,6 +60,7 @@ class DeiTWSOL(DeiTEncoder):
         use_scm: bool = False,
         attn_impl: AttentionImpl = "fused",
         scm_impl: SCMImpl = "fast",
+        scm_precision: SCMPrecision = "fp32",
         in_chans: int = 3,
         **unused,
     ) -> None:
@@ -81,7 +83,9 @@ class DeiTWSOL(DeiTEncoder):
         self.num_classes = num_classes
         # the conv head replaces timm's linear classifier (left as Identity by the encoder)
         self.head = nn.Conv2d(embed_dim, num_classes, kernel_size=3, padding=1)  # type: ignore[assignment]
-        self.scm = SpatialCalibration(self.grid_size, impl=scm_impl) if use_scm else None
+        self.scm = (
+            SpatialCalibration(self.grid_size, impl=scm_impl, precision=scm_precision) if use_scm else None
+        )
         self.map_family: MapFamily = "scm" if use_scm else "tscam"
 
     def no_weight_decay(self) -> set[str]:

@@ -1,0 +1,134 @@
+"""Steps 5 and 6 of the GPU check: the loaders' feed rate (CPU and GPU decode) and
+``scm-eval``'s images/s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .common import BASE_CONFIG, Check
+
+# -- 5. loader ----------------------------------------------------------------------------
+DISTINCT_IMAGES = 256  # generated photo-like JPEGs; larger sets repeat them under new names
+
+
+def _imagenet_like_folder(root: Path, count: int, classes: int = 10) -> int:
+    """``count`` JPEGs (q90) at the real sizes of the first ImageNet val images, photo-like
+    (the loader benchmark's generator), in ``classes`` folders; returns their total bytes."""
+    from data_shards.images import encode_jpeg
+    from scm_dist.data.benchmark import SIZES_FILE, _photo_like, _real_sizes
+
+    rng = np.random.default_rng(0)
+    sizes = _real_sizes(SIZES_FILE, min(count, DISTINCT_IMAGES))
+    blobs = [encode_jpeg(_photo_like(width, height, rng), 90) for width, height in sizes]
+    total = 0
+    for i in range(count):
+        folder = root / f"class{i % classes:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"img{i:06d}.jpg").write_bytes(blobs[i % len(blobs)])
+        total += len(blobs[i % len(blobs)])
+    return total
+
+
+def step_loader(check: Check) -> dict[str, Any]:
+    from data_shards.convert import ConvertOptions, convert_listing
+    from data_shards.schema import FORMAT_WEBDATASET
+    from data_shards.sources.folder import list_folder
+    from scm_dist.config import DataConfig
+    from scm_dist.data import device_input
+    from scm_dist.data.benchmark import _measure
+    from scm_dist.data.transforms import sample_crop
+
+    sizes = check.sizes
+    root = check.workdir / "loader"
+    source_bytes = _imagenet_like_folder(root / "folder", sizes.loader_images)
+    options = ConvertOptions(formats=(FORMAT_WEBDATASET,), workers=max(1, min(8, os.cpu_count() or 1)))
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        convert_listing(list_folder(root / "folder", "train"), root / "shards", options, {})
+    crop = 224 if not check.quick else 64
+    resize = crop * 256 // 224
+    cfg = DataConfig(
+        train_dir=str(root / "shards" / "train"),
+        format="webdataset",
+        resize_size=resize,
+        crop_size=crop,
+        batch_size=sizes.loader_batch,
+        workers=sizes.loader_workers,
+        shuffle_buffer=1000,
+    )
+    out: dict[str, Any] = {
+        "images": sizes.loader_images,
+        "distinct_images": min(sizes.loader_images, DISTINCT_IMAGES),
+        "source_bytes_per_image": source_bytes // sizes.loader_images,
+        "crop": crop,
+        "batch": sizes.loader_batch,
+        "cpu_decode_webdataset": {"workers": sizes.loader_workers, **_measure(cfg)},
+    }
+    # GPU decode: the same JPEG bytes, batched decode + the CPU path's geometry on the device
+    jpegs = [path.read_bytes() for path in sorted((root / "folder").rglob("*.jpg"))]
+    rng = np.random.default_rng(0)
+    params = [sample_crop(rng, resize, crop) for _ in jpegs]
+    decode_s = total_s = 0.0
+    count = 0
+    for epoch in range(3):  # the first one warms up nvJPEG
+        for start in range(0, len(jpegs), sizes.loader_batch):
+            chunk = slice(start, start + sizes.loader_batch)
+            check.sync()
+            began = time.perf_counter()
+            decoded = device_input.decode_jpegs(jpegs[chunk], check.device)
+            check.sync()
+            decoded_at = time.perf_counter()
+            batch = device_input.normalize(
+                device_input.train_crops(decoded, params[chunk], resize, crop, apply_flip=False),
+                device_input.flip_flags(params[chunk]),
+                dtype=torch.bfloat16,
+            )
+            check.sync()
+            if epoch:
+                decode_s += decoded_at - began
+                total_s += time.perf_counter() - began
+                count += len(batch)
+    out["gpu_decode"] = {
+        "device": str(check.device),
+        "images_per_s": round(count / total_s, 1),
+        "decode_only_images_per_s": round(count / decode_s, 1),
+        "note": "JPEG bytes already in memory (reading the tar shards is not timed)",
+    }
+    train = check.results.get("train_images_per_s")
+    if train:
+        out["train_step_images_per_s"] = train
+        out["cpu_decode_over_train"] = round(out["cpu_decode_webdataset"]["images_per_s"] / train, 3)
+        out["gpu_decode_over_train"] = round(out["gpu_decode"]["images_per_s"] / train, 3)
+    return out
+
+
+# -- 6. eval ------------------------------------------------------------------------------
+def step_eval(check: Check) -> dict[str, Any]:
+    checkpoint = check.results.get("eval_checkpoint")
+    if checkpoint is None:
+        return {"skipped": "no checkpoint: the engine step did not finish its Accelerate run"}
+    from scm_dist.config import load_config
+    from scm_dist.evaluation.run import evaluate
+
+    cfg = load_config(BASE_CONFIG, check.results["eval_overrides"])
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        results = evaluate(cfg, checkpoint)
+    seconds = time.perf_counter() - started
+    images = check.sizes.engine_images[1]
+    return {
+        "images": images,
+        "img_size": check.sizes.engine_img,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(images / seconds, 1),
+        "note": "in-process, including the model load and the loader start",
+        "metrics": {k: v for k, v in results.items() if isinstance(v, (int, float))},
+    }
