@@ -11,29 +11,26 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..runtime import Runtime
 from .backend import Backend
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 class AccelerateBackend(Backend):
-    """``Accelerator(cpu=True)`` on CPU hosts (gloo), CUDA otherwise (nccl)."""
+    """``Accelerator(cpu=True)`` on a CPU runtime, CUDA otherwise; on the runtime's group."""
 
-    def __init__(self, cfg: ExperimentConfig, grad_accum: int) -> None:
-        super().__init__(cfg, grad_accum)
+    def __init__(self, cfg: ExperimentConfig, runtime: Runtime, grad_accum: int) -> None:
+        super().__init__(cfg, runtime, grad_accum)
         kwargs = {}
         if cfg.train.sharding == "fsdp":
             from accelerate import FullyShardedDataParallelPlugin
 
             kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
-        elif cfg.train.sharding != "ddp":
-            raise ValueError(f"train.sharding must be ddp or fsdp, got {cfg.train.sharding!r}")
         self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(), mixed_precision=MIXED_PRECISION[cfg.train.precision], **kwargs
+            cpu=runtime.device.type == "cpu", mixed_precision=MIXED_PRECISION[cfg.train.precision], **kwargs
         )
-        self.rank = self.accelerator.process_index
-        self.world_size = self.accelerator.num_processes
-        self.device = self.accelerator.device
+        self.check_world(self.accelerator.num_processes, self.accelerator.device)
 
     def prepare(
         self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]

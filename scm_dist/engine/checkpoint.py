@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..files import write_text_atomic
 from .backend import Backend
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,6 @@ LATEST = "latest"
 
 class ResumeError(RuntimeError):
     """A checkpoint cannot continue this run (another model, world size, engine ...)."""
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class CheckpointManager:
@@ -81,7 +76,7 @@ class CheckpointManager:
         if self.backend.is_main:
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            _write_text_atomic(self.root / LATEST, final.name)
+            write_text_atomic(self.root / LATEST, final.name)
             self._prune()
         self.backend.barrier()
         log.info("checkpoint written: %s", final)
