@@ -58,11 +58,12 @@ class Backend(ABC):
         that trains alone while the launcher started several: see STACK_NOTES)."""
         if seen != self.world_size:
             raise WorldSizeError(
-                f"the launcher started {self.world_size} processes but {type(self).__name__} sees a "
-                f"world of {seen}: each process would train alone. On a CPU host launch with "
+                f"the launcher started {self.world_size} processes but the backend sees a world of "
+                f"{seen} ({type(self).__name__}): each process would train alone. On a CPU host launch with "
                 "`accelerate launch --config_file configs/accelerate/cpu_2proc.yaml` or torchrun."
             )
-        if device != self.device:
+        # on CPU Accelerate names its device cpu:<rank>; every CPU device is the same memory
+        if device.type != self.device.type or (device.type == "cuda" and device.index != self.device.index):
             raise WorldSizeError(f"{type(self).__name__} runs on {device}, the runtime on {self.device}")
 
     @abstractmethod
