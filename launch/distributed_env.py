@@ -1,73 +1,43 @@
-"""SLURM task -> torch.distributed environment (the one place env vars become ranks).
+"""SLURM task -> torch.distributed environment, through submitit.
 
-Inside a SLURM job step each task learns its place from SLURM (through
-``submitit.JobEnvironment``); torch.distributed and the engine read the standard
-variables RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT.
+Inside a SLURM job step, ``submitit.helpers.TorchDistributedEnvironment`` reads the task's
+place from SLURM (global rank, local rank, tasks, nodes, the job's first host) and exports
+RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT, which
+:class:`scm_dist.runtime.Runtime` then reads. Its MASTER_PORT rule is kept as is: a port in
+[20000, 60000] drawn from a generator seeded with the job id (``<id>`` or ``<array id>_<task>``),
+the same on every task of a job and different between the tasks of an array; our own rule
+(20000 + id mod 20000) added nothing to that. A MASTER_PORT already in the environment wins
+(sbatch exports the submitter's environment, so do not submit from a shell that sets one).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 
-import submitit
-
-PORT_BASE = 20000
-PORT_SPAN = 20000
+from submitit import JobEnvironment
+from submitit.helpers import TorchDistributedEnvironment
 
 
 @dataclass(frozen=True)
-class DistributedEnv:
-    """Where one task sits in the job and how it reaches the others."""
+class TaskPlace:
+    """Where one task sits in the job and how it reaches the others (for the job's log lines)."""
 
     rank: int
     world_size: int
-    local_rank: int
-    local_world_size: int
     master_addr: str
     master_port: int
-    job_id: str
-
-    def as_env(self) -> dict[str, str]:
-        return {
-            "RANK": str(self.rank),
-            "WORLD_SIZE": str(self.world_size),
-            "LOCAL_RANK": str(self.local_rank),
-            "LOCAL_WORLD_SIZE": str(self.local_world_size),
-            "MASTER_ADDR": self.master_addr,
-            "MASTER_PORT": str(self.master_port),
-        }
+    job_id: str  # SLURM_JOB_ID: unique per array task (what scontrol requeue takes)
 
 
-def port_for_job(job_id: str) -> int:
-    """A rendezvous port in [20000, 40000) derived from the numeric SLURM job id."""
-    return PORT_BASE + int(job_id) % PORT_SPAN
-
-
-def first_hostname(nodelist: str) -> str:
-    """First host of a SLURM node list such as ``node[1-2]``, expanded by ``scontrol``."""
-    out = subprocess.run(
-        ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True, timeout=60
+def export_from_slurm() -> TaskPlace:
+    """Export the torch.distributed variables for this SLURM task (call inside a job step)."""
+    # our RANK etc. always win over values inherited from the submitting shell; the GPU is
+    # chosen from LOCAL_RANK by the runtime, so every task keeps seeing all the node's GPUs
+    env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return TaskPlace(
+        rank=env.rank,
+        world_size=env.world_size,
+        master_addr=env.master_addr,
+        master_port=env.master_port,
+        job_id=JobEnvironment().raw_job_id,
     )
-    return out.stdout.split()[0]
-
-
-def from_slurm() -> DistributedEnv:
-    """Read this task's ranks from the running SLURM job (call inside a job step)."""
-    job = submitit.JobEnvironment()
-    job_id = os.environ["SLURM_JOB_ID"]  # unique per array task, unlike job.job_id's A_i form
-    return DistributedEnv(
-        rank=job.global_rank,
-        world_size=job.num_tasks,
-        local_rank=job.local_rank,
-        local_world_size=max(1, job.num_tasks // job.num_nodes),
-        master_addr=first_hostname(os.environ["SLURM_JOB_NODELIST"]),
-        master_port=port_for_job(job_id),
-        job_id=job_id,
-    )
-
-
-def export(env: DistributedEnv) -> None:
-    """Set the torch.distributed variables in this process's environment."""
-    os.environ.update(env.as_env())

@@ -2,8 +2,9 @@
 
 submitit's own handler checkpoints and exits inside the signal handler, which can
 interrupt a collective on one rank and deadlock the others. Here the handler only sets
-a flag; the loop notices it at the next optimizer step boundary, all ranks agree, a
-checkpoint is written, and only then rank 0 requeues the job.
+a flag; the loop reads it at every optimizer step boundary, all ranks agree on it (an
+asynchronous vote, settled one step later), a checkpoint is written, and only then rank 0
+requeues the job.
 
 - USR1 / USR2 (the time-limit warning from ``--signal``, or ``scancel --signal=USR2``):
   stop, checkpoint, requeue ourselves.
@@ -16,20 +17,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from typing import Protocol
+
+from scm_dist.stop import StopFlag
 
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
-
-
-class Stoppable(Protocol):
-    def set(self) -> None: ...
-    def is_set(self) -> bool: ...
 
 
 class SignalWatch:
     """Installs handlers that forward SLURM's signals to ``stop.set()`` and remembers them."""
 
-    def __init__(self, stop: Stoppable) -> None:
+    def __init__(self, stop: StopFlag) -> None:
         self.stop = stop
         self.received: list[str] = []
         for sig in (*REQUEUE_SIGNALS, signal.SIGTERM):

@@ -1,7 +1,8 @@
 """Submit training (and evaluation) to SLURM through submitit.
 
 One task per GPU (or ``tasks_per_node`` on CPU nodes); each task maps SLURM's variables
-to torch.distributed ranks (``launch.distributed_env``) and runs ``launch.jobs``.
+to torch.distributed ranks (``launch.distributed_env``, submitit's
+TorchDistributedEnvironment) and runs ``launch.jobs``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import submitit
 from submitit.core.utils import FailedJobError
 from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 
-from launch.jobs import EvalFn, EvalJob, TrainFn, TrainJob, engine_evaluate, engine_train
+from launch.jobs import EvalFn, EvalJob, TrainFn, TrainJob, app_evaluate, app_train
 from launch.sweep import SweepPoint
 from scm_dist.config import ExperimentConfig
 
@@ -137,7 +138,13 @@ def require_slurm() -> None:
 
 
 def sbatch_script(folder: Path, params: dict[str, Any], array_size: int = 0) -> str:
-    """The batch script submitit would submit for these parameters (for --dry-run)."""
+    """The batch script submitit would submit for these parameters (for --dry-run).
+
+    submitit has no public dry run: this wraps its private ``_make_sbatch_string`` (the
+    function its SlurmExecutor submits with, so the script printed is the one that would
+    run), pinned by the tested version in pyproject.toml and covered by
+    tests/launch/test_submit_cli.py::test_dry_run_prints_the_batch_script_and_submits_nothing.
+    """
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
     extra = {"map_count": array_size} if array_size > 1 else {}
     params = {**params}
@@ -206,8 +213,8 @@ def submit(
     train_res: Resources,
     *,
     eval_res: Resources | None = None,
-    train_fn: TrainFn = engine_train,
-    eval_fn: EvalFn = engine_evaluate,
+    train_fn: TrainFn = app_train,
+    eval_fn: EvalFn = app_evaluate,
     log_dir: Path | None = None,
 ) -> list[Submission]:
     """Submit training for each config (an array when several), then dependent evaluations."""

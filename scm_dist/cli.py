@@ -2,6 +2,9 @@
 
 scm-train --config configs/experiments/synthetic_scm.yaml [section.key=value ...]
 scm-eval  --config configs/experiments/synthetic_scm.yaml --checkpoint runs/x/model_final.pt
+
+The config is loaded and checked before anything starts (no process group, loader or
+model); then the application layer (``scm_dist.app``) starts the runtime and runs.
 """
 
 from __future__ import annotations
@@ -9,21 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from .config import ConfigError, ExperimentConfig, load_config
-
-
-def _setup_logging() -> None:
-    rank = int(os.environ.get("RANK", 0))  # launcher glue: quiet every rank but the first
-    logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -36,9 +29,8 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def _parse(
     parser: argparse.ArgumentParser, argv: list[str] | None
 ) -> tuple[argparse.Namespace, ExperimentConfig]:
-    """Parse the command line, set up logging and load the config (exit on a bad one)."""
-    args, extra = parser.parse_known_args(argv)
-    _setup_logging()
+    """Parse the command line and load the config (exit with one line on a bad one)."""
+    args, extra = parser.parse_known_intermixed_args(argv)  # overrides before or after options
     try:
         if extra:
             raise ConfigError(f"unrecognised arguments {extra}: overrides look like section.key=value")
@@ -51,8 +43,8 @@ def _run(prog: str, work: Callable[[], Any]) -> Any:
     """Run ``work``; an error that is the user's to fix becomes one line, not a traceback
     per rank (ValueError covers bad values and checkpoints that do not match)."""
     from .data import ShardError
-    from .engine import WorldSizeError
     from .engine.safe_io import RunStateError
+    from .runtime import WorldSizeError
 
     try:
         return work()
@@ -64,23 +56,33 @@ def _run(prog: str, work: Callable[[], Any]) -> Any:
 def train_main(argv: list[str] | None = None) -> None:
     """``scm-train``: train (and evaluate when eval.after_train is set)."""
     _, cfg = _parse(_parser("scm-train", "Train SCM / TS-CAM with Accelerate or DeepSpeed."), argv)
-    from .engine import train
+    from . import app
 
-    summary = _run("scm-train", lambda: train(cfg))
-    if int(os.environ.get("RANK", 0)) == 0:
-        summary.get("eval", {}).pop("config", None)  # already in <output_dir>/config.yaml
-        print(json.dumps(summary, indent=2, default=str))
+    def work() -> None:
+        runtime = app.start_runtime(cfg)
+        summary = app.train(cfg, runtime=runtime)
+        if runtime.is_main:
+            summary.get("eval", {}).pop("config", None)  # already in <output_dir>/config.yaml
+            print(json.dumps(summary, indent=2, default=str))
+        runtime.close()
+
+    _run("scm-train", work)
 
 
 def eval_main(argv: list[str] | None = None) -> None:
     """``scm-eval``: distributed WSOL evaluation of a checkpoint."""
-    parser = _parser("scm-eval", "Evaluate localization (both protocols) on every rank.")
+    parser = _parser("scm-eval", "Evaluate localization (eval.protocols) on every rank.")
     parser.add_argument(
         "--checkpoint",
         required=True,
         help="model file (model_final.pt, an exported encoder or a release checkpoint)",
     )
     args, cfg = _parse(parser, argv)
-    from .evaluation.run import evaluate
+    from . import app
 
-    _run("scm-eval", lambda: evaluate(cfg, args.checkpoint))
+    def work() -> None:
+        runtime = app.start_runtime(cfg, training=False)
+        app.evaluate(cfg, args.checkpoint, runtime=runtime)
+        runtime.close()
+
+    _run("scm-eval", work)

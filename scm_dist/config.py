@@ -2,7 +2,11 @@
 
     cfg = load_config("configs/experiments/synthetic_scm.yaml", ["optim.lr=1e-4"])
 
-Every CLI reads this object. Unknown keys are errors that list the close valid keys.
+Every CLI reads this object, before any process group, loader or model exists. Unknown
+keys are errors that list the close valid keys; a key with a fixed set of values is typed
+``Literal[...]`` and a value outside it is an error naming the key, the value and the
+choices. A YAML file may start from another one: ``base: other.yaml`` (a path relative
+to the file) is read first and the file's own keys are laid over it, section by section.
 """
 
 from __future__ import annotations
@@ -13,25 +17,39 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from .files import write_text_atomic
+
+# the registered model family (scm_dist.models.MODEL_NAMES; a test keeps the two equal)
+ModelName = Literal[
+    "deit_tscam_tiny_patch16_224",
+    "deit_tscam_small_patch16_224",
+    "deit_tscam_base_patch16_224",
+    "deit_scm_tiny_patch16_224",
+    "deit_scm_small_patch16_224",
+    "deit_scm_base_patch16_224",
+]
+Protocol = Literal["wsol", "scm-release"]  # scm_dist.evaluation.PROTOCOLS
 
 
 @dataclass
 class ModelConfig:
     """Which network and how it starts."""
 
-    name: str = "deit_scm_small_patch16_224"
+    name: ModelName = "deit_scm_small_patch16_224"
     num_classes: int = 0  # 0: take it from the train shards' manifest
     img_size: int = 224
     drop_path_rate: float = 0.1
     depth: int = 0  # >0: override the number of blocks (small demo models)
     pretrained: str = ""  # local checkpoint file (DeiT, release or own); "" = random
-    attn_impl: str = "fused"  # fused | naive (materialised attention, reference)
-    scm_impl: str = "fast"  # fast | literal (docs/MODEL.md step by step, reference)
+    attn_impl: Literal["fused", "naive"] = "fused"  # fused | naive (materialised attention, reference)
+    scm_impl: Literal["fast", "literal"] = "fast"  # fast | literal (docs/MODEL.md step by step, reference)
+    # SCM's N x N Newton-Schulz products on CUDA (tf32_emulated: TF32 rounding on any device)
+    scm_precision: Literal["fp32", "tf32", "tf32_emulated"] = "fp32"
     resample_pos_embed: bool = False  # scm-eval: resample a checkpoint's pos_embed to the eval grid
-    scm_precision: str = "fp32"  # fp32 | tf32 (SCM's N x N Newton-Schulz products on CUDA)
 
 
 @dataclass
@@ -40,7 +58,9 @@ class DataConfig:
 
     train_dir: str = ""  # shard directory with manifest.json (or an image folder)
     val_dir: str = ""
-    format: str = "auto"  # auto (from the manifest) | webdataset | ffcv | folder
+    format: Literal["auto", "webdataset", "ffcv", "folder"] = (
+        "auto"  # auto (from the manifest) | webdataset | ffcv | folder
+    )
     resize_size: int = 256  # train: resize to resize_size x resize_size ...
     crop_size: int = 224  # ... then random crop crop_size, horizontal flip
     eval_size: int = 224  # eval: resize to eval_size x eval_size
@@ -50,10 +70,10 @@ class DataConfig:
     shuffle_buffer: int = 2000  # webdataset sample shuffle buffer
     resampled: bool = False  # webdataset: sample shards with replacement ...
     samples_per_epoch: int = 0  # ... with this many samples per epoch (0: manifest count)
-    ffcv_order: str = "random"  # random | quasi_random
+    ffcv_order: Literal["random", "quasi_random"] = "random"  # random | quasi_random
     ffcv_os_cache: bool = True  # FFCV: use the page cache (else process-local memory)
     skip_corrupt: bool = False  # train: skip undecodable samples with a warning + count
-    decode: str = "cpu"  # webdataset JPEG decode: cpu (loader workers) | gpu (nvJPEG, batched)
+    decode: Literal["cpu", "gpu"] = "cpu"  # webdataset JPEG decode: cpu (workers) | gpu (nvJPEG, batched)
 
 
 @dataclass
@@ -61,12 +81,12 @@ class OptimConfig:
     """AdamW and the learning-rate schedule."""
 
     lr: float = 5e-5  # base LR at base_batch_size
-    lr_scaling: str = "linear"  # linear: lr * global_batch / base_batch_size | none
+    lr_scaling: Literal["linear", "none"] = "linear"  # linear: lr * global_batch / base_batch_size | none
     base_batch_size: int = 256
     weight_decay: float = 0.05  # not applied to norms, biases, pos_embed, cls_token
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    schedule: str = "step"  # step | cosine
+    schedule: Literal["step", "cosine"] = "step"  # step | cosine
     decay_epochs: list[int] = field(default_factory=list)  # step: multiply by decay_rate at these
     decay_rate: float = 0.1
     warmup_epochs: float = 0.0  # linear warmup (both schedules)
@@ -79,10 +99,10 @@ class OptimConfig:
 class TrainConfig:
     """The engine, precision, length, checkpoints and logging."""
 
-    engine: str = "accelerate"  # accelerate | deepspeed
-    sharding: str = "ddp"  # accelerate: ddp | fsdp
+    engine: Literal["accelerate", "deepspeed"] = "accelerate"
+    sharding: Literal["ddp", "fsdp"] = "ddp"  # accelerate only
     deepspeed_config: str = "configs/deepspeed/zero2.json"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses loss scaling)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp16: GPU only, loss scaling
     epochs: int = 30
     max_steps: int = 0  # >0: stop after this many optimizer steps
     grad_accum: int = 1
@@ -103,7 +123,7 @@ class EvalConfig:
     """Distributed WSOL evaluation (see docs/EVALUATION.md)."""
 
     after_train: bool = False
-    protocols: list[str] = field(default_factory=lambda: ["wsol", "scm-release"])
+    protocols: list[Protocol] = field(default_factory=lambda: ["wsol", "scm-release"])  # reported
     iou_thresholds: list[int] = field(default_factory=lambda: [30, 50, 70])
     cam_curve_interval: float = 0.01
     top_k: int = 5
@@ -150,6 +170,11 @@ def _unknown_key(key: str) -> ConfigError:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices or isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is not one of the choices: {', '.join(map(str, choices))}")
+        return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
             value = [value]
@@ -207,18 +232,49 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``: sections merge key by key, everything else is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a nested dict, its ``base:`` files (if any) merged under it."""
+    path = Path(path)
+    if not path.is_file():
+        named_by = f" (the base: of {_chain[-1]})" if _chain else " (see configs/experiments/)"
+        raise ConfigError(f"config file not found: {path}{named_by}")
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: base: files form a loop ({' -> '.join(map(str, (*_chain, path)))})")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = loaded.pop("base", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: must name one YAML file, got {base!r}")
+    return _merge(read_yaml(path.parent / base, (*_chain, path.resolve())), loaded)
+
+
+def _check(cfg: ExperimentConfig) -> None:
+    """Rules that span one key's value (types and choices are checked as keys are set)."""
+    if not cfg.eval.protocols:
+        raise ConfigError("eval.protocols is empty: name at least one of wsol, scm-release")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Defaults, then the YAML file, then the dotted overrides."""
+    """Defaults, then the YAML file (after its ``base:`` files), then the dotted overrides."""
     cfg = ExperimentConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path} (see configs/experiments/)")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        _apply(cfg, loaded)
+        _apply(cfg, read_yaml(path))
     _apply(cfg, parse_overrides(overrides or []))
+    _check(cfg)
     return cfg
 
 
@@ -229,4 +285,4 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -16,40 +16,14 @@ from pathlib import Path
 
 import torch
 
-from scm_dist.models.weights import clean_checkpoint_keys
+from .files import read_state_dict, save_atomic
 
-STATE_DICT_KEYS = ("state_dict", "model", "module")
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a checkpoint file and return its model state dict, keys cleaned
-    (:func:`~scm_dist.models.weights.clean_checkpoint_keys`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(checkpoint, dict):
-        for key in STATE_DICT_KEYS:
-            if isinstance(checkpoint.get(key), dict):
-                checkpoint = checkpoint[key]
-                break
-    if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
-        raise ValueError(f"{path} holds no model state dict (looked for {STATE_DICT_KEYS})")
-    return clean_checkpoint_keys(checkpoint)
+SCM_PREFIXES = ("scm.", "layers.")  # ours, and the release's SCM scalars
 
 
 def encoder_only(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop every SCM parameter (the release's are renamed to ours on reading), keep encoder and head."""
     return {k: v for k, v in state_dict.items() if not k.startswith("scm.")}
-
-
-def save_atomic(obj: object, path: str | Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, int]:

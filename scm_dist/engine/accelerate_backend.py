@@ -11,6 +11,8 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..optim_build import build_adamw
+from ..runtime import Runtime
 from .backend import Backend
 from .state_files import load_training_state, save_training_state
 
@@ -18,29 +20,25 @@ MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 class AccelerateBackend(Backend):
-    """``Accelerator(cpu=True)`` on CPU hosts (gloo), CUDA otherwise (nccl)."""
+    """``Accelerator(cpu=True)`` on a CPU runtime, CUDA otherwise; on the runtime's group."""
 
-    def __init__(self, cfg: ExperimentConfig, grad_accum: int) -> None:
-        super().__init__(cfg, grad_accum)
+    def __init__(self, cfg: ExperimentConfig, runtime: Runtime, grad_accum: int) -> None:
+        super().__init__(cfg, runtime, grad_accum)
         kwargs = {}
         if cfg.train.sharding == "fsdp":
             from accelerate import FullyShardedDataParallelPlugin
 
             kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
-        elif cfg.train.sharding != "ddp":
-            raise ValueError(f"train.sharding must be ddp or fsdp, got {cfg.train.sharding!r}")
         self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(), mixed_precision=MIXED_PRECISION[cfg.train.precision], **kwargs
+            cpu=runtime.device.type == "cpu", mixed_precision=MIXED_PRECISION[cfg.train.precision], **kwargs
         )
-        self.rank = self.accelerator.process_index
-        self.world_size = self.accelerator.num_processes
-        self.device = self.accelerator.device
+        self.check_world(self.accelerator.num_processes, self.accelerator.device)
 
     def prepare(
         self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]
     ) -> None:
         betas = tuple(self.cfg.optim.betas)
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=self.cfg.optim.eps)
+        optimizer = build_adamw(groups, lr=lr, betas=betas, eps=self.cfg.optim.eps)  # fused on CUDA
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         # not prepared: Accelerate would step it once per process
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, multiplier)

@@ -1,8 +1,10 @@
 """The one small interface the training loop sees, whatever runs underneath.
 
 The loop is written once against :class:`Backend`; Accelerate (DDP / FSDP) and
-DeepSpeed (ZeRO 0-3) implement it. Nothing here knows about SCM: the SCM scalars are
-ordinary parameters of the same model, optimizer and partitioning.
+DeepSpeed (ZeRO 0-3) implement it. Both run on the process group and device of the
+:class:`~scm_dist.runtime.Runtime` they are given (they reuse its group), and every
+collective of ours goes through that runtime. Nothing here knows about SCM: the SCM
+scalars are ordinary parameters of the same model, optimizer and partitioning.
 """
 
 from __future__ import annotations
@@ -16,31 +18,53 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from ..runtime import Runtime, WorldSizeError
 
 
 class Backend(ABC):
     """Distributed model, optimizer and schedule behind one API."""
 
-    rank: int
-    world_size: int
-    device: torch.device
-
-    def __init__(self, cfg: ExperimentConfig, grad_accum: int) -> None:
-        if cfg.train.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {cfg.train.precision!r}")
-        if cfg.train.precision == "fp16" and not torch.cuda.is_available():
+    def __init__(self, cfg: ExperimentConfig, runtime: Runtime, grad_accum: int) -> None:
+        if cfg.train.precision == "fp16" and runtime.device.type != "cuda":
             raise ValueError(
                 "train.precision=fp16 needs a GPU (loss-scaled fp16 has no CPU "
                 "kernels worth using); use train.precision=bf16 on CPU"
             )
         self.cfg = cfg
+        self.runtime = runtime
         self.grad_accum = grad_accum
 
     @property
+    def rank(self) -> int:
+        return self.runtime.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.runtime.world_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
     def is_main(self) -> bool:
-        return self.rank == 0
+        return self.runtime.is_main
+
+    def barrier(self) -> None:
+        self.runtime.barrier()
+
+    def check_world(self, seen: int, device: torch.device) -> None:
+        """Fail fast when the library's world or device is not the runtime's (a process
+        that trains alone while the launcher started several: see STACK_NOTES)."""
+        if seen != self.world_size:
+            raise WorldSizeError(
+                f"the launcher started {self.world_size} processes but the backend sees a world of "
+                f"{seen} ({type(self).__name__}): each process would train alone. On a CPU host launch with "
+                "`accelerate launch --config_file configs/accelerate/cpu_2proc.yaml` or torchrun."
+            )
+        # on CPU Accelerate names its device cpu:<rank>; every CPU device is the same memory
+        if device.type != self.device.type or (device.type == "cuda" and device.index != self.device.index):
+            raise WorldSizeError(f"{type(self).__name__} runs on {device}, the runtime on {self.device}")
 
     @abstractmethod
     def prepare(
@@ -86,24 +110,13 @@ class Backend(ABC):
     def scalar_parameters(self) -> dict[str, float]:
         """Every one-element parameter by name (e.g. SCM's lambda and t), on every rank."""
 
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.world_size > 1:
-            torch.distributed.all_reduce(tensor)
-        return tensor
 
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def make_backend(cfg: ExperimentConfig, grad_accum: int) -> Backend:
-    """The backend named by ``train.engine``."""
-    if cfg.train.engine == "accelerate":
-        from .accelerate_backend import AccelerateBackend
-
-        return AccelerateBackend(cfg, grad_accum)
+def make_backend(cfg: ExperimentConfig, runtime: Runtime, grad_accum: int) -> Backend:
+    """The backend named by ``train.engine`` (a choice checked when the config loads)."""
     if cfg.train.engine == "deepspeed":
         from .deepspeed_backend import DeepSpeedBackend
 
-        return DeepSpeedBackend(cfg, grad_accum)
-    raise ValueError(f"train.engine must be accelerate or deepspeed, got {cfg.train.engine!r}")
+        return DeepSpeedBackend(cfg, runtime, grad_accum)
+    from .accelerate_backend import AccelerateBackend
+
+    return AccelerateBackend(cfg, runtime, grad_accum)

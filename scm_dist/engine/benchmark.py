@@ -59,28 +59,26 @@ def _config(
 
 
 def _train_rank(cfg: ExperimentConfig) -> float:
-    """Train and return images/s (all ranks) over the second half of the steps."""
-    from .loop import Trainer
+    """Train as scm-train does (the application layer) and return images/s (all ranks)
+    over the second half of the steps."""
+    from ..app import build_trainer, start_runtime
 
-    trainer = Trainer(cfg)
-    trainer.run()
-    lines = (
-        (Path(cfg.train.output_dir) / "metrics.jsonl").read_text().splitlines()
-        if trainer.backend.is_main
-        else []
-    )
+    runtime = start_runtime(cfg)
+    build_trainer(cfg, runtime).run()
+    lines = (Path(cfg.train.output_dir) / "metrics.jsonl").read_text().splitlines() if runtime.is_main else []
+    runtime.close()
     return json.loads(lines[-1])["train/images_per_s"] if lines else 0.0
 
 
 def _bare_loop(cfg: ExperimentConfig) -> float:
     """Plain PyTorch: the same model, loader, AdamW and loss in one process."""
     from ..data import build_train_loader
-    from .loop import build_model
+    from ..models.build import build_model
     from .optim import param_groups
 
     torch.manual_seed(0)
     loader = build_train_loader(cfg.data, seed=cfg.seed)
-    model = build_model(cfg, loader.num_classes).train()
+    model = build_model(cfg.model, loader.num_classes).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=1e-4)
     batches = iter(loader)
     warmup, count, start = cfg.train.max_steps // 2, 0, 0.0

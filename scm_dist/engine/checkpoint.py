@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..files import write_text_atomic
 from .backend import Backend
 from .safe_io import CheckpointWriteError, ResumeError, describe_write_error, load_plain, save_plain
 
@@ -38,12 +39,6 @@ TRAINER = "trainer.pt"
 STEP_NAME = re.compile(r"^step_\d{8}$")
 
 __all__ = ["CheckpointManager", "ResumeError", "checkpoint_problem"]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _file_sizes(directory: Path) -> dict[str, int]:
@@ -234,7 +229,7 @@ class CheckpointManager:
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
-        _write_text_atomic(self.root / LATEST, final.name)
+        write_text_atomic(self.root / LATEST, final.name)
         shutil.rmtree(old, ignore_errors=True)
 
     def _prune(self) -> None:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..runtime import Runtime
 from .backend import Backend
 from .safe_deepspeed import use_safe_checkpoint_engine
 
@@ -57,14 +58,14 @@ def build_deepspeed_config(cfg: ExperimentConfig, world_size: int, grad_accum: i
 
 
 class DeepSpeedBackend(Backend):
-    """One DeepSpeed engine; gloo on CPU (DS_ACCELERATOR=cpu), nccl on GPU."""
+    """One DeepSpeed engine on the runtime's process group (gloo on CPU with
+    DS_ACCELERATOR=cpu, NCCL on GPU): the runtime always has one for DeepSpeed."""
 
-    def __init__(self, cfg: ExperimentConfig, grad_accum: int) -> None:
-        super().__init__(cfg, grad_accum)
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-        self.rank = torch.distributed.get_rank()
-        self.world_size = torch.distributed.get_world_size()
-        self.device = torch.device(deepspeed.get_accelerator().device_name())
+    def __init__(self, cfg: ExperimentConfig, runtime: Runtime, grad_accum: int) -> None:
+        super().__init__(cfg, runtime, grad_accum)
+        deepspeed.init_distributed(dist_backend="nccl" if runtime.device.type == "cuda" else "gloo")
+        device = torch.device(deepspeed.get_accelerator().device_name(runtime.device.index))
+        self.check_world(deepspeed.comm.get_world_size(), device)
 
     def prepare(
         self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]

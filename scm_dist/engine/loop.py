@@ -1,4 +1,11 @@
-"""The training loop, written once for every backend and launcher."""
+"""The training loop, written once for every backend and launcher.
+
+It receives ready objects (a runtime, a backend, a loader, a model) from the application
+layer (``scm_dist.app``) and knows nothing about evaluation. Nothing here waits for the
+device inside a step: loss and accuracy accumulate on the device and are read every
+``train.log_every`` steps, and the stop flag is agreed by an asynchronous vote read one
+step later (:class:`scm_dist.runtime.FlagVote`).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +19,17 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ExperimentConfig, config_to_dict, save_config
-from ..data import build_train_loader
-from ..export import save_atomic
-from ..models import create_wsol_model
-from .backend import Backend, make_backend
+from ..data import TrainLoader
+from ..files import save_atomic
+from ..runtime import Runtime
+from ..stop import StopFlag
+from .backend import Backend
 from .checkpoint import CheckpointManager, ResumeError
-from .distributed import LaunchEnv, check_world_size, rng_state, seed_everything, set_rng_state
 from .lr_resume import continue_schedule
 from .optim import lr_multiplier, param_groups, scaled_lr
+from .rng import rng_state, seed_everything, set_rng_state
 from .run_dir import open_run
 from .run_log import RunLogger
-from .stop import StopRequest
 
 log = logging.getLogger("scm_dist.train")
 FINAL_MODEL = "model_final.pt"
@@ -64,33 +71,24 @@ def check_sizes(cfg: ExperimentConfig) -> None:
         )
 
 
-def build_model(
-    cfg: ExperimentConfig, num_classes: int, img_size: int | None = None, load_pretrained: bool = True
-) -> torch.nn.Module:
-    """The configured model (at ``img_size``, default ``model.img_size``), from
-    ``model.pretrained`` when it names a file and ``load_pretrained`` is set."""
-    kwargs: dict[str, Any] = dict(
-        num_classes=num_classes,
-        img_size=img_size or cfg.model.img_size,
-        drop_path_rate=cfg.model.drop_path_rate,
-        attn_impl=cfg.model.attn_impl,
-        scm_impl=cfg.model.scm_impl,
-    )
-    if cfg.model.depth:
-        kwargs["depth"] = cfg.model.depth
-    if load_pretrained and cfg.model.pretrained:
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=cfg.model.pretrained))
-    return create_wsol_model(cfg.model.name, **kwargs)
+def num_classes(cfg: ExperimentConfig, loader: TrainLoader) -> int:
+    """``model.num_classes``, or the train shards' count when 0 (they must agree)."""
+    if cfg.model.num_classes and cfg.model.num_classes != loader.num_classes:
+        raise ValueError(
+            f"model.num_classes={cfg.model.num_classes} but the train shards "
+            f"have {loader.num_classes} classes; set model.num_classes=0"
+        )
+    return cfg.model.num_classes or loader.num_classes
 
 
-def _identity(cfg: ExperimentConfig, num_classes: int, backend: Backend) -> dict[str, Any]:
+def _identity(cfg: ExperimentConfig, num_classes: int, world_size: int) -> dict[str, Any]:
     return {
         "model": cfg.model.name,
         "depth": cfg.model.depth,
         "num_classes": num_classes,
         "img_size": cfg.model.img_size,
         "engine": cfg.train.engine,
-        "world_size": backend.world_size,
+        "world_size": world_size,
         "deepspeed_config": cfg.train.deepspeed_config if cfg.train.engine == "deepspeed" else None,
         "sharding": cfg.train.sharding,
     }
@@ -120,46 +118,65 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path)
         )
 
 
-class Trainer:
-    """One training run: set-up, resume, the loop, checkpoints and the final model."""
+class Meter:
+    """Loss and correct predictions summed on the device; sample count and data wait on
+    the host (known without asking the device). Read, summed over ranks, at log steps."""
 
-    def __init__(self, cfg: ExperimentConfig, stop: StopRequest | None = None) -> None:
-        check_sizes(cfg)
-        launch = LaunchEnv.from_environment()
-        self.cfg, self.stop = cfg, stop
-        self.accum = grad_accumulation(cfg, launch.world_size)
-        self.backend = backend = make_backend(cfg, self.accum)
-        check_world_size(backend.world_size, launch, cfg.train.expected_world_size)
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.on_device = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct
+        self.count = 0
+        self.data_s = 0.0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        n = labels.numel()
+        self.on_device[0] += loss.detach().double() * n
+        self.on_device[1] += (logits.detach().argmax(dim=1) == labels).sum()
+        self.count += n
+
+    def totals(self, runtime: Runtime) -> tuple[float, float, float, float]:
+        """(loss sum, correct, count, data wait) over all ranks: one collective, one read."""
+        host = torch.tensor([self.count, self.data_s], dtype=torch.float64, device=self.device)
+        loss, correct, count, data_s = runtime.sum(torch.cat([self.on_device, host])).tolist()
+        return loss, correct, count, data_s
+
+
+class Trainer:
+    """One training run: resume, the loop, checkpoints and the final model."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        runtime: Runtime,
+        backend: Backend,
+        loader: TrainLoader,
+        model: torch.nn.Module,
+        stop: StopFlag | None = None,
+    ) -> None:
+        self.cfg, self.runtime, self.backend, self.loader, self.stop = cfg, runtime, backend, loader, stop
+        self.accum = backend.grad_accum
         self.output_dir = Path(cfg.train.output_dir)
-        seed_everything(cfg.seed)
-        self.loader = build_train_loader(
-            cfg.data, rank=backend.rank, world_size=backend.world_size, seed=cfg.seed
-        )
-        self.num_classes = cfg.model.num_classes or self.loader.num_classes
-        if cfg.model.num_classes and cfg.model.num_classes != self.loader.num_classes:
-            raise ValueError(
-                f"model.num_classes={cfg.model.num_classes} but the train shards "
-                f"have {self.loader.num_classes} classes; set model.num_classes=0"
-            )
-        self.steps_per_epoch = self.loader.steps_per_epoch // self.accum
+        self.num_classes = num_classes(cfg, loader)
+        self.steps_per_epoch = loader.steps_per_epoch // self.accum
         if self.steps_per_epoch < 1:
             raise ValueError(
-                f"one epoch has {self.loader.steps_per_epoch} micro batches per "
+                f"one epoch has {loader.steps_per_epoch} micro batches per "
                 f"rank, fewer than train.grad_accum={self.accum}"
             )
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
-        model = build_model(cfg, self.num_classes)  # same seed: same init on every rank
-        seed_everything(cfg.seed + 1 + backend.rank)  # per-rank drop-path randomness
-        global_batch = cfg.data.batch_size * self.accum * backend.world_size
-        self.lr = scaled_lr(cfg.optim, global_batch)
+        seed_everything(cfg.seed + 1 + runtime.rank)  # per-rank drop-path randomness
+        self.global_batch = cfg.data.batch_size * self.accum * runtime.world_size
+        self.lr = scaled_lr(cfg.optim, self.global_batch)
         backend.prepare(
             model,
             param_groups(model, cfg.optim.weight_decay),
             self.lr,
-            lr_multiplier(cfg.optim, self.steps_per_epoch, self.total_steps),
+            lr_multiplier(cfg.optim, self.steps_per_epoch, self.total_steps, peak_lr=self.lr),
         )
-        self.global_batch = global_batch
-        self.identity = _identity(cfg, self.num_classes, backend)
+        self.identity = _identity(cfg, self.num_classes, runtime.world_size)
         self.checkpoints = CheckpointManager(self.output_dir, cfg.train.keep_last, backend)
         self.progress = Progress()
         self.last_checkpoint: Path | None = None
@@ -167,6 +184,11 @@ class Trainer:
     # -- resume ---------------------------------------------------------------------
     def resume(self) -> None:
         path = self.checkpoints.resolve(self.cfg.train.resume, self.cfg.train.overwrite)
+        if self.runtime.broadcast_flag(path is not None) != (path is not None):
+            raise ResumeError(
+                f"rank 0 and rank {self.runtime.rank} disagree on whether {self.output_dir} holds "
+                "a checkpoint: train.output_dir must be on a file system every node shares"
+            )
         if path is None:
             return
         with self.checkpoints.reading(path):
@@ -180,7 +202,7 @@ class Trainer:
         self.progress = Progress(step=saved["step"], epoch=saved["epoch"])
         set_rng_state(rank_state["rng"])  # last: nothing above may consume randomness after
         self.last_checkpoint = path
-        if self.backend.is_main:
+        if self.runtime.is_main:
             log.info("resumed from %s at step %d (epoch %d)", path, saved["step"], saved["epoch"])
 
     def save_checkpoint(self) -> Path:
@@ -202,52 +224,39 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             return next(batches)
 
-    def _stop_requested(self) -> bool:
-        if self.stop is None:
-            return False
-        flag = torch.tensor([1.0 if self.stop.is_set() else 0.0])
-        return bool(self.backend.all_reduce_sum(flag).item() > 0)
-
-    def _train_step(self, batches, meter: dict[str, float]) -> None:
+    def _train_step(self, batches, meter: Meter) -> None:
         backend = self.backend
         for micro in range(self.accum):
             waited = time.perf_counter()
             images, labels = self._next_batch(batches)
-            meter["data_s"] += time.perf_counter() - waited
-            labels = labels.to(backend.device)
+            meter.data_s += time.perf_counter() - waited
+            labels = labels.to(backend.device, non_blocking=True)
             with backend.micro_step(sync=micro == self.accum - 1):
                 logits = backend.forward(images).float()
                 loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.optim.label_smoothing)
                 backend.backward(loss)
-            meter["loss"] += loss.item() * labels.numel()
-            meter["correct"] += (logits.argmax(dim=1) == labels).sum().item()
-            meter["count"] += labels.numel()
+            meter.add(loss, logits, labels)
         backend.optimizer_step()
 
-    def _log(self, logger: RunLogger, meter: dict[str, float], started: float) -> float:
-        totals = self.backend.all_reduce_sum(
-            torch.tensor(
-                [meter["loss"], meter["correct"], meter["count"], meter["data_s"]], dtype=torch.float64
-            )
-        )
-        loss, correct, count, data_s = totals.tolist()
+    def _log(self, logger: RunLogger, meter: Meter, started: float) -> float:
+        loss, correct, count, data_s = meter.totals(self.runtime)
         elapsed = time.perf_counter() - started
         metrics = {
             "train/loss": loss / max(count, 1),
             "train/acc": 100 * correct / max(count, 1),
             "train/lr": self.backend.lr,
             "train/images_per_s": count / elapsed,
-            "train/data_wait": data_s / self.backend.world_size / elapsed,
+            "train/data_wait": data_s / self.runtime.world_size / elapsed,
             "train/epoch": self.progress.epoch,
         }
         metrics.update({f"param/{name}": value for name, value in self.backend.scalar_parameters().items()})
         logger.write(self.progress.step, metrics)
-        meter.update(loss=0.0, correct=0.0, count=0.0, data_s=0.0)
+        meter.reset()
         return metrics["train/loss"]
 
     def run(self) -> dict[str, Any]:
         """Train to the end (or to a stop request) holding the output_dir lock; a summary."""
-        lock = open_run(self.output_dir, self.backend)
+        lock = open_run(self.output_dir, self.runtime)
         try:
             return self._run()
         finally:
@@ -255,14 +264,14 @@ class Trainer:
                 lock.release()
 
     def _run(self) -> dict[str, Any]:
-        cfg, backend = self.cfg, self.backend
+        cfg, runtime = self.cfg, self.runtime
         self.resume()  # first: a refused resume leaves config.yaml as it was
-        if backend.is_main:
+        if runtime.is_main:
             save_config(cfg, self.output_dir / "config.yaml")
             log.info(
                 "training %s on %d process(es), %s %s: %d steps (%d per epoch), global batch %d, lr %.3g",
                 cfg.model.name,
-                backend.world_size,
+                runtime.world_size,
                 cfg.train.engine,
                 cfg.train.precision,
                 self.total_steps,
@@ -270,8 +279,8 @@ class Trainer:
                 self.global_batch,
                 self.lr,
             )
-        logger = RunLogger(self.output_dir, backend.is_main, self.total_steps, self.progress.step)
-        meter = dict(loss=0.0, correct=0.0, count=0.0, data_s=0.0)
+        logger = RunLogger(self.output_dir, runtime.is_main, self.total_steps, self.progress.step)
+        meter, vote = Meter(runtime.device), runtime.vote()
         status, last_loss, started = "completed", float("nan"), time.perf_counter()
         saved_at = -1  # a run always ends on a checkpoint it wrote itself (see write_final_model)
         while self.progress.step < self.total_steps and status == "completed":
@@ -288,13 +297,14 @@ class Trainer:
                 if self.progress.step % cfg.train.checkpoint_every == 0:
                     self.save_checkpoint()
                     saved_at = self.progress.step
-                if self._stop_requested():
+                if vote.poll(self.stop is not None and self.stop.is_set()):
                     status = "preempted"
                     break
                 if self.progress.step >= self.total_steps:
                     break
             else:
                 self.progress.epoch += 1
+        vote.close()
         if saved_at != self.progress.step:
             self.save_checkpoint()
         logger.close()
@@ -315,7 +325,7 @@ class Trainer:
         """Consolidate the last checkpoint into one fp32 file (all SCM parameters kept)."""
         state = self.backend.consolidated_state_dict(self.last_checkpoint)
         path = self.output_dir / FINAL_MODEL
-        if self.backend.is_main:
+        if self.runtime.is_main:
             save_atomic(
                 {
                     "state_dict": state,
@@ -325,16 +335,5 @@ class Trainer:
                 },
                 path,
             )
-        self.backend.barrier()
+        self.runtime.barrier()
         return path
-
-
-def train(cfg: ExperimentConfig, stop: StopRequest | None = None) -> dict[str, Any]:
-    """Train as configured (resuming from ``train.output_dir``), then evaluate if asked."""
-    trainer = Trainer(cfg, stop)
-    summary = trainer.run()
-    if cfg.eval.after_train and summary["status"] == "completed":
-        from ..evaluation.run import evaluate
-
-        summary["eval"] = evaluate(cfg, summary["final_model"])
-    return summary

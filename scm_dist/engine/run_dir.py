@@ -7,9 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
-from .backend import Backend
+from ..runtime import Runtime
 from .run_lock import RunLock, RunLockedError
 from .safe_io import RunStateError
 
@@ -42,18 +40,18 @@ def prepare_output_dir(path: str | Path) -> Path:
     return path
 
 
-def open_run(output_dir: str | Path, backend: Backend) -> RunLock | None:
+def open_run(output_dir: str | Path, runtime: Runtime) -> RunLock | None:
     """On the main rank: prepare ``output_dir`` and lock it; every rank raises if that failed."""
     error: RunStateError | None = None
     lock = None
-    if backend.is_main:
+    if runtime.is_main:
         try:
             prepare_output_dir(output_dir)
             lock = RunLock(output_dir)
             lock.acquire()
         except RunStateError as err:
             error = err
-    failed = backend.all_reduce_sum(torch.tensor([0.0 if error is None else 1.0])).item() > 0
+    failed = runtime.broadcast_flag(error is not None)  # only the main rank opens the directory
     if error is not None:
         raise error
     if failed:

@@ -1,18 +1,22 @@
 """Start N processes on this host with the environment a launcher would set.
 
 For benchmarks and tests on one machine; real runs use torchrun, ``accelerate launch``,
-the deepspeed launcher or ``scm-submit``.
+the deepspeed launcher or ``scm-submit``. The processes are started and watched by
+``torch.multiprocessing`` (a failing process ends the others and its traceback is
+raised here); their return values come back through a queue.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import queue as queue_module
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 
 
 def free_port() -> int:
@@ -21,7 +25,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _entry(rank: int, world_size: int, port: int, threads: int, fn: Callable, args: tuple, queue) -> None:
+def _entry(rank: int, world_size: int, port: int, threads: int, fn: Callable, args: tuple, results) -> None:
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world_size),
@@ -35,55 +39,57 @@ def _entry(rank: int, world_size: int, port: int, threads: int, fn: Callable, ar
     import torch
 
     torch.set_num_threads(threads)
-    try:
-        queue.put((rank, "ok", fn(*args)))
-    except BaseException as err:  # report, then let the process fail
-        import traceback
-
-        queue.put((rank, "error", traceback.format_exc()))
-        raise err
+    results.put((rank, fn(*args)))
 
 
 def spawn_local(
     fn: Callable, world_size: int, args: tuple = (), threads: int = 1, timeout: float = 600
 ) -> list[Any]:
-    """Run ``fn(*args)`` on ``world_size`` processes; return the per-rank results."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [
-        ctx.Process(target=_entry, args=(r, world_size, port, threads, fn, args, queue))
-        for r in range(world_size)
-    ]
-    for proc in procs:
-        proc.start()
-    results: dict[int, Any] = {}
-    errors: list[str] = []
+    """Run ``fn(*args)`` on ``world_size`` processes; return the per-rank results.
+
+    A process that raises (or dies) makes this raise RuntimeError with its traceback.
+    """
+    results = mp.get_context("spawn").Queue()
+    context = mp.start_processes(
+        _entry,
+        args=(world_size, free_port(), threads, fn, args, results),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+    collected: dict[int, Any] = {}
     deadline = time.monotonic() + timeout
     try:
-        while len(results) < world_size and not errors:
+        while True:
+            _drain(results, collected)
             try:
-                rank, status, value = queue.get(timeout=1.0)
+                if context.join(timeout=1.0):
+                    break
+            except ProcessException as err:
+                raise RuntimeError(f"rank {err.error_index} failed:\n{err}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no result within {timeout:.0f} s")
+        while len(collected) < world_size:  # every process has exited: its result is queued
+            try:
+                rank, value = results.get(timeout=5)
             except queue_module.Empty:
-                dead = [
-                    (r, p.exitcode)
-                    for r, p in enumerate(procs)
-                    if p.exitcode not in (None, 0) and r not in results
-                ]
-                if dead:
-                    errors.append(f"process(es) died without a result: {dead}")
-                elif time.monotonic() > deadline:
-                    errors.append(f"no result within {timeout:.0f} s")
-                continue
-            if status == "ok":
-                results[rank] = value
-            else:
-                errors.append(f"rank {rank} failed:\n{value}")
+                break
+            collected[rank] = value
     finally:
-        for proc in procs:
-            proc.join(5 if errors else max(1.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-    if errors:
-        raise RuntimeError("\n".join(errors))
-    return [results[r] for r in range(world_size)]
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+    missing = [r for r in range(world_size) if r not in collected]
+    if missing:
+        raise RuntimeError(f"rank(s) {missing} exited without a result")
+    return [collected[r] for r in range(world_size)]
+
+
+def _drain(results, collected: dict[int, Any]) -> None:
+    while True:
+        try:
+            rank, value = results.get_nowait()
+        except queue_module.Empty:
+            return
+        collected[rank] = value

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-import torch
-from torch import nn
-
-log = logging.getLogger("scm_dist.eval")
 
 
 def check_class_count(checkpoint: str | Path, model_classes: int, val_classes: int, val_dir: str) -> None:
@@ -19,26 +13,3 @@ def check_class_count(checkpoint: str | Path, model_classes: int, val_classes: i
             "(its manifest.json): evaluate a checkpoint trained on this data set, or point "
             "data.val_dir at the val shards of the checkpoint's data set"
         )
-
-
-def check_pos_embed(
-    state: dict[str, torch.Tensor], model: nn.Module, checkpoint: str | Path, allowed: bool
-) -> None:
-    """A position embedding for another grid is resampled only when asked for, and logged."""
-    saved, target = state.get("pos_embed"), model.state_dict().get("pos_embed")
-    if saved is None or target is None or saved.shape == target.shape or saved.shape[-1] != target.shape[-1]:
-        return  # same grid, or another model: the strict load reports it
-    grid = "x".join(map(str, model.grid_size))
-    if not allowed:
-        raise ValueError(
-            f"{checkpoint} has a position embedding of {saved.shape[1]} tokens but the model at "
-            f"data.eval_size needs {target.shape[1]} (a {grid} grid): set data.eval_size to the "
-            "checkpoint's training size, or model.resample_pos_embed=true to resample it (outputs change)"
-        )
-    log.warning(
-        "%s: resampling the position embedding from %d to %d tokens (%s grid; model.resample_pos_embed=true)",
-        checkpoint,
-        saved.shape[1],
-        target.shape[1],
-        grid,
-    )

@@ -1,4 +1,4 @@
-"""Summing metric counters across torch.distributed ranks."""
+"""Summing metric counters across ranks, through the runtime's collectives."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
+
+from ..runtime import Runtime
 
 
 class Counted(Protocol):
@@ -15,13 +16,8 @@ class Counted(Protocol):
     def load_counts(self, counts: np.ndarray) -> None: ...
 
 
-def all_reduce_counts(meter: Counted, device: torch.device | str = "cpu") -> None:
-    """Replace ``meter``'s counters by their sum over all ranks (no-op without a group).
-
-    ``device`` must suit the backend: "cpu" for gloo, the rank's GPU for nccl.
-    """
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    counts = torch.from_numpy(meter.counts()).to(device)
-    dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-    meter.load_counts(counts.cpu().numpy())
+def all_reduce_counts(meter: Counted, runtime: Runtime) -> None:
+    """Replace ``meter``'s integer counters by their sum over all ranks (on the
+    runtime's device: NCCL takes CUDA tensors only)."""
+    total = runtime.sum(torch.from_numpy(meter.counts()))
+    meter.load_counts(total.cpu().numpy())

@@ -1,8 +1,10 @@
-"""Distributed evaluation of a checkpoint: ``scm-eval`` and ``eval.after_train``.
+"""Distributed evaluation of a model: ``scm-eval`` and ``eval.after_train``.
 
-Every rank evaluates its exact-once share of ``data.val_dir``, counts into a
-:class:`LocalizationEvaluator`, and the integer counters are summed across ranks; rank 0
-writes ``results.json``, prints the table and draws the pictures.
+Every rank evaluates its exact-once share of the validation loader, counts into a
+:class:`LocalizationEvaluator`, and the integer counters are summed across ranks through
+the runtime; rank 0 writes ``results.json`` (the protocols named by ``eval.protocols``),
+prints the table and draws the pictures. The application layer (``scm_dist.app``) builds
+the model and the loader; nothing here knows about training.
 """
 
 from __future__ import annotations
@@ -18,13 +20,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from tqdm import tqdm
 
 from ..config import ExperimentConfig, config_to_dict
-from ..data import build_eval_loader
-from ..engine.distributed import LaunchEnv
-from ..engine.loop import build_model
-from ..export import read_state_dict
-from ..models import convert_checkpoint
+from ..data import EvalLoader
+from ..files import write_text_atomic
 from ..models.wsol import LOCALIZATION_MAPS
-from .checkpoint_checks import check_class_count, check_pos_embed
+from ..runtime import Runtime
 from .distributed import all_reduce_counts
 from .localization import LocalizationEvaluator
 from .pictures import panel_path, save_panel, save_threshold_curves
@@ -35,35 +34,6 @@ log = logging.getLogger("scm_dist.eval")
 RESULTS = "results.json"
 
 
-def _process_group(launch: LaunchEnv) -> tuple[int, int]:
-    """Join (or reuse, after training) the process group the launcher describes."""
-    if launch.world_size > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def load_eval_model(cfg: ExperimentConfig, checkpoint: str | Path) -> torch.nn.Module:
-    """The configured model at the eval size, with the checkpoint's weights (strict)."""
-    state = read_state_dict(checkpoint)
-    head = state.get("head.weight")
-    if head is None or head.ndim != 4:
-        raise ValueError(
-            f"{checkpoint} has no conv class-map head (head.weight [K, D, 3, 3]); "
-            "it is not a TS-CAM / SCM checkpoint"
-        )
-    num_classes = head.shape[0]
-    if cfg.model.num_classes and cfg.model.num_classes != num_classes:
-        raise ValueError(
-            f"{checkpoint} has {num_classes} classes but model.num_classes={cfg.model.num_classes}"
-        )
-    model = build_model(cfg, num_classes, img_size=cfg.data.eval_size, load_pretrained=False)
-    check_pos_embed(state, model, checkpoint, cfg.model.resample_pos_embed)
-    model.load_state_dict(convert_checkpoint(state, model, source=str(checkpoint)))
-    return model.eval()
-
-
 def _denormalize(images: torch.Tensor) -> np.ndarray:
     mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
@@ -72,9 +42,8 @@ def _denormalize(images: torch.Tensor) -> np.ndarray:
 
 
 def _draw_pictures(
-    pictures: list[dict], results: dict, evaluator: LocalizationEvaluator, out_dir: Path, size: int
+    pictures: list[dict], tau: float, evaluator: LocalizationEvaluator, out_dir: Path, size: int
 ) -> None:
-    tau = results["protocols"]["wsol"]["MaxBoxAcc"]["cam_threshold"]
     for item in pictures:
         _, box = localization_box(item["cam"], (size, size), tau)
         save_panel(
@@ -91,14 +60,11 @@ def _draw_pictures(
 
 
 @torch.no_grad()
-def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on every rank; rank 0 writes and returns the results."""
-    launch = LaunchEnv.from_environment()
-    rank, world_size = _process_group(launch)
-    device = torch.device(f"cuda:{launch.local_rank}" if torch.cuda.is_available() else "cpu")
-    model = load_eval_model(cfg, checkpoint).to(device)
-    loader = build_eval_loader(cfg.data, rank=rank, world_size=world_size)
-    check_class_count(checkpoint, model.num_classes, loader.num_classes, cfg.data.val_dir)
+def evaluate(
+    cfg: ExperimentConfig, runtime: Runtime, model: torch.nn.Module, loader: EvalLoader, checkpoint: str
+) -> dict[str, Any]:
+    """Evaluate ``model`` (in eval mode, on ``runtime.device``) on this rank's share of
+    ``loader``; rank 0 writes and returns the results ({} elsewhere)."""
     size = cfg.data.eval_size
     evaluator = LocalizationEvaluator(
         image_size=(size, size),
@@ -107,10 +73,10 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
         topk=sorted({1, cfg.eval.top_k}),
     )
     pictures: list[dict] = []
-    for batch in tqdm(loader, desc=f"eval rank {rank}", disable=rank != 0, unit="batch"):
-        out = model(batch.images.to(device))
+    for batch in tqdm(loader, desc=f"eval rank {runtime.rank}", disable=not runtime.is_main, unit="batch"):
+        out = model(batch.images.to(runtime.device))
         evaluator.update(out.logits.float(), out.cams.float(), batch.labels, batch.boxes)
-        wanted = cfg.eval.num_pictures - len(pictures) if rank == 0 else 0
+        wanted = cfg.eval.num_pictures - len(pictures) if runtime.is_main else 0
         if wanted > 0:
             images = _denormalize(batch.images[:wanted])
             for i, image in enumerate(images):
@@ -127,16 +93,18 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, Any]:
                         "boxes": batch.boxes[i].numpy(),
                     }
                 )
-    all_reduce_counts(evaluator, device="cpu" if not torch.cuda.is_available() else device)
-    if rank != 0:
+    all_reduce_counts(evaluator, runtime)
+    if not runtime.is_main:
         return {}
     results = evaluator.compute()
-    results.update(checkpoint=str(checkpoint), world_size=world_size, config=config_to_dict(cfg))
+    # the pictures' boxes use the wsol protocol's best CAM threshold, whichever are reported
+    tau = results["protocols"]["wsol"]["MaxBoxAcc"]["cam_threshold"]
+    results["protocols"] = {p: results["protocols"][p] for p in cfg.eval.protocols}
+    results.update(checkpoint=checkpoint, world_size=runtime.world_size, config=config_to_dict(cfg))
     results.update(map_family=model.map_family, localization_map=LOCALIZATION_MAPS[model.map_family])
     out_dir = Path(cfg.eval.output_dir or Path(cfg.train.output_dir) / "eval")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RESULTS).write_text(json.dumps(results, indent=2, default=str))
-    _draw_pictures(pictures, results, evaluator, out_dir, size)
+    write_text_atomic(out_dir / RESULTS, json.dumps(results, indent=2, default=str))
+    _draw_pictures(pictures, tau, evaluator, out_dir, size)
     print(format_table(results))
     log.info("results: %s; pictures: %s", out_dir / RESULTS, out_dir / "pictures")
     return results

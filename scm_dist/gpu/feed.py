@@ -115,8 +115,8 @@ def step_eval(check: Check) -> dict[str, Any]:
     checkpoint = check.results.get("eval_checkpoint")
     if checkpoint is None:
         return {"skipped": "no checkpoint: the engine step did not finish its Accelerate run"}
+    from scm_dist.app import evaluate
     from scm_dist.config import load_config
-    from scm_dist.evaluation.run import evaluate
 
     cfg = load_config(BASE_CONFIG, check.results["eval_overrides"])
     started = time.perf_counter()

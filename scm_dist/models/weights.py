@@ -158,3 +158,26 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     """timm ``pretrained_filter_fn``: :func:`convert_checkpoint` naming the file."""
     source = getattr(model, "pretrained_cfg", {}).get("file") or "checkpoint"
     return convert_checkpoint(state_dict, model, source=str(source))
+
+
+def check_pos_embed(
+    state: dict[str, torch.Tensor], model: nn.Module, checkpoint: str | Path, allowed: bool
+) -> None:
+    """A position embedding for another grid is resampled only when asked for, and logged."""
+    saved, target = state.get("pos_embed"), model.state_dict().get("pos_embed")
+    if saved is None or target is None or saved.shape == target.shape or saved.shape[-1] != target.shape[-1]:
+        return  # same grid, or another model: the strict load reports it
+    grid = "x".join(map(str, model.grid_size))
+    if not allowed:
+        raise ValueError(
+            f"{checkpoint} has a position embedding of {saved.shape[1]} tokens but the model at "
+            f"data.eval_size needs {target.shape[1]} (a {grid} grid): set data.eval_size to the "
+            "checkpoint's training size, or model.resample_pos_embed=true to resample it (outputs change)"
+        )
+    _logger.warning(
+        "%s: resampling the position embedding from %d to %d tokens (%s grid; model.resample_pos_embed=true)",
+        checkpoint,
+        saved.shape[1],
+        target.shape[1],
+        grid,
+    )

@@ -1,4 +1,9 @@
-"""Process entry points for the multi-process engine tests (imported by spawn)."""
+"""Process entry points for the multi-process engine tests (imported by spawn).
+
+Every job runs with :class:`CollectiveSpy` installed: a collective on a tensor off the
+runtime's device, or one called from scm_dist around the runtime, fails the job; the
+result carries the count of the runtime's collectives that ran.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,24 @@ import json
 from pathlib import Path
 
 import torch
+from collective_spy import CollectiveSpy
 
 from scm_dist.config import load_config
+from scm_dist.stop import StopFlag
 
 
-class StopAfterPolls:
-    """A StopRequest that becomes set at the n-th poll (the loop polls once per step)."""
+class StopAfterPolls(StopFlag):
+    """The stop flag, raised by itself at the n-th poll (the loop polls once per step)."""
 
     def __init__(self, polls: int) -> None:
+        super().__init__()
         self.remaining = polls
-
-    def set(self) -> None:
-        self.remaining = 0
 
     def is_set(self) -> bool:
         self.remaining -= 1
-        return self.remaining <= 0
+        if self.remaining <= 0:
+            self.set()
+        return super().is_set()
 
 
 def make_config(shards: str, output_dir: str, overrides: list[str]):
@@ -46,33 +53,39 @@ def make_config(shards: str, output_dir: str, overrides: list[str]):
 
 
 def run_job(job: dict) -> dict:
-    """Run ``job['kind']`` in this (launched) process and return its JSON-able result."""
-    return json.loads(json.dumps(JOBS[job["kind"]](job), default=str))
-
-
-def _train(job: dict) -> dict:
-    from scm_dist.engine import Trainer
+    """Run ``job['kind']`` in this (launched) process; its JSON-able result, with the
+    collectives scm_dist ran (``collectives``: ``runtime.py:<name>`` -> count)."""
+    from scm_dist import app
 
     cfg = make_config(job["shards"], job["output_dir"], job["overrides"])
+    runtime = app.start_runtime(cfg, training=job["kind"] != "evaluate")
+    spy = CollectiveSpy(runtime.device).install()
+    result = JOBS[job["kind"]](job, cfg, runtime)
+    result = json.loads(json.dumps(result, default=str))
+    result["collectives"] = dict(spy.from_scm_dist)
+    return result
+
+
+def _train(job: dict, cfg, runtime) -> dict:
+    from scm_dist import app
+
     stop = StopAfterPolls(job["stop_after"]) if job.get("stop_after") else None
-    trainer = Trainer(cfg, stop)
-    return trainer.run()
+    return app.train(cfg, stop, runtime)
 
 
-def _train_and_snapshot_live_model(job: dict) -> dict:
+def _train_and_snapshot_live_model(job: dict, cfg, runtime) -> dict:
     """Train, then evaluate the live (DeepSpeed) model on fixed inputs on rank 0."""
     import deepspeed
 
-    from scm_dist.engine import Trainer
+    from scm_dist import app
 
-    cfg = make_config(job["shards"], job["output_dir"], job["overrides"])
-    trainer = Trainer(cfg)
+    trainer = app.build_trainer(cfg, runtime)
     summary = trainer.run()
     module = trainer.backend.engine.module
     torch.manual_seed(0)
     images = torch.randn(2, 3, 64, 64)
     with deepspeed.zero.GatheredParameters(list(module.parameters())):
-        if trainer.backend.is_main:
+        if runtime.is_main:
             module.eval()
             out = module(images.to(next(module.parameters()).dtype))
             params = {n: p.detach().clone() for n, p in module.named_parameters()}
@@ -89,11 +102,33 @@ def _train_and_snapshot_live_model(job: dict) -> dict:
     return summary
 
 
-def _evaluate(job: dict) -> dict:
-    from scm_dist.evaluation.run import evaluate
+def _evaluate(job: dict, cfg, runtime) -> dict:
+    from scm_dist import app
 
-    cfg = make_config(job["shards"], job["output_dir"], job["overrides"])
-    return evaluate(cfg, job["checkpoint"])
+    return app.evaluate(cfg, job["checkpoint"], runtime)
 
 
-JOBS = {"train": _train, "train_snapshot": _train_and_snapshot_live_model, "evaluate": _evaluate}
+def _collectives(job: dict, cfg, runtime) -> dict:
+    """Each collective of the runtime once, and the stop vote raised by rank 1 at poll 3."""
+    world, rank = runtime.world_size, runtime.rank
+    vote = runtime.vote()
+    polls = [vote.poll(rank == 1 and step == 3) for step in range(6)]
+    runtime.barrier()
+    return {
+        "sum": runtime.sum(torch.tensor([rank + 1.0])).item(),
+        "max": runtime.max(torch.tensor([float(rank)])).item(),
+        "flag_from_last": runtime.broadcast_flag(rank == world - 1, src=world - 1),
+        "flag_from_first": runtime.broadcast_flag(rank == world - 1),
+        "polls": polls,
+        "after_close": vote.close(),
+        "distributed": runtime.distributed,
+        "world_size": world,
+    }
+
+
+JOBS = {
+    "train": _train,
+    "train_snapshot": _train_and_snapshot_live_model,
+    "evaluate": _evaluate,
+    "collectives": _collectives,
+}

@@ -22,6 +22,13 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+def _trainer(cfg):
+    """The run's trainer on this process's runtime (as the application layer builds it)."""
+    from scm_dist.app import build_trainer, start_runtime
+
+    return build_trainer(cfg, start_runtime(cfg))
+
+
 def plant(path: Path, marker: Path) -> None:
     """Replace ``path`` by the payload and record its new size in complete.json, as an
     attacker who can write the checkpoint folder would."""
@@ -38,11 +45,11 @@ def plant(path: Path, marker: Path) -> None:
 def resume_from_planted_files(job: dict) -> dict:
     """Train a few steps, then for every .pt file of the checkpoint: copy the run, plant the
     payload in that file, resume. Returns {file: error message} and the markers written."""
-    from scm_dist.engine import ResumeError, Trainer
+    from scm_dist.engine import ResumeError
 
     base = Path(job["output_dir"]) / "base"
     cfg = make_config(job["shards"], str(base), job["overrides"] + ["train.max_steps=2"])
-    Trainer(cfg).run()
+    _trainer(cfg).run()
     checkpoint = base / "checkpoints" / "step_00000002"
     errors: dict[str, str] = {}
     for index, path in enumerate(sorted(checkpoint.rglob("*.pt"))):
@@ -53,7 +60,7 @@ def resume_from_planted_files(job: dict) -> dict:
         plant(out / "checkpoints" / "step_00000002" / rel, marker)
         cfg = make_config(job["shards"], str(out), job["overrides"] + ["train.max_steps=4"])
         try:
-            Trainer(cfg).run()
+            _trainer(cfg).run()
             errors[rel] = "resumed without reading it"
         except ResumeError as err:
             errors[rel] = str(err)

@@ -8,7 +8,7 @@ import torch
 from engine_workers import make_config
 
 import scm_dist  # noqa: F401
-from scm_dist.evaluation.run import evaluate
+from scm_dist.app import evaluate
 
 
 def _checkpoint(tmp_path, num_classes: int, img_size: int = 64):

@@ -9,7 +9,7 @@ from dist import run_ranks
 from engine_workers import make_config
 
 import scm_dist  # noqa: F401
-from scm_dist.evaluation.run import evaluate
+from scm_dist.app import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def test_one_two_three_ranks_identical(synthetic_shards, checkpoint, tmp_path):
             checkpoint=str(checkpoint),
             overrides=["data.eval_batch_size=7"],
         )
-        run_ranks(job, world)
+        (first, *_) = run_ranks(job, world)
+        assert first["collectives"] == {"runtime.py:all_reduce": 1}  # the counters' sum
         results = json.loads((out / "eval" / "results.json").read_text())
         assert results.pop("world_size") == world
         assert results.pop("config")["train"]["output_dir"] == str(out)
@@ -52,6 +53,14 @@ def test_one_two_three_ranks_identical(synthetic_shards, checkpoint, tmp_path):
     }
     assert (tmp_path / "w1/eval/threshold_curves.png").stat().st_size > 0
     assert len(list((tmp_path / "w1/eval/pictures").glob("*.png"))) == 8
+
+    # eval.protocols chooses what is reported
+    out = tmp_path / "release_only"
+    job = dict(job, output_dir=str(out), overrides=["data.eval_batch_size=7", "eval.protocols=[scm-release]"])
+    run_ranks(job, 1)
+    release = json.loads((out / "eval/results.json").read_text())
+    assert list(release["protocols"]) == ["scm-release"]
+    assert release["protocols"]["scm-release"] == outputs[1]["protocols"]["scm-release"]
 
 
 def test_checkpoint_that_does_not_match_config(synthetic_shards, checkpoint, tmp_path):

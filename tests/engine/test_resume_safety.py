@@ -10,7 +10,8 @@ import pytest
 import torch
 from engine_workers import make_config
 
-from scm_dist.engine import ResumeError, Trainer
+from scm_dist.app import build_trainer, start_runtime
+from scm_dist.engine import ResumeError
 from scm_dist.engine.optim import lr_multiplier
 from scm_dist.engine.run_log import RunLogger
 
@@ -38,10 +39,15 @@ def test_no_file_of_a_checkpoint_can_run_code_on_resume(synthetic_shards, tmp_pa
         assert message.startswith("refusing to load") and name in message, (name, message)
 
 
+def _trainer(cfg):
+    """The run's trainer on this process's runtime (as the application layer builds it)."""
+    return build_trainer(cfg, start_runtime(cfg))
+
+
 def _base_run(shards: Path, out: Path, extra: list[str] = ()) -> None:
     """4 steps, a checkpoint every 2 (step_2 and step_4 kept)."""
     overrides = ["train.max_steps=4", "train.checkpoint_every=2", "train.keep_last=3", *extra]
-    Trainer(make_config(str(shards), str(out), overrides)).run()
+    _trainer(make_config(str(shards), str(out), overrides)).run()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,7 @@ def _copy(base: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _resumed_step(shards: Path, out: Path, overrides: list[str] = ()) -> int:
-    trainer = Trainer(make_config(str(shards), str(out), ["train.max_steps=6", *overrides]))
+    trainer = _trainer(make_config(str(shards), str(out), ["train.max_steps=6", *overrides]))
     trainer.resume()
     return trainer.progress.step
 
@@ -97,7 +103,7 @@ def test_no_complete_checkpoint_stops_and_nothing_is_overwritten(synthetic_shard
     (root / "step_00000004" / "complete.json").unlink()  # its writer was killed
     before = sorted(p.name for p in root.iterdir())
     with pytest.raises(ResumeError, match=r"incomplete .* train\.resume=<dir>.*train\.overwrite=true"):
-        Trainer(make_config(str(synthetic_shards), str(out), ["train.max_steps=6"])).run()
+        _trainer(make_config(str(synthetic_shards), str(out), ["train.max_steps=6"])).run()
     assert sorted(p.name for p in root.iterdir()) == before
 
 
@@ -129,7 +135,7 @@ def test_resume_with_another_lr_trains_with_the_new_schedule(synthetic_shards, b
     out, _ = _copy(base_run, tmp_path)
     overrides = ["train.max_steps=6", "train.log_every=1", "optim.lr=1e-3"]
     cfg = make_config(str(synthetic_shards), str(out), overrides)
-    trainer = Trainer(cfg)
+    trainer = _trainer(cfg)
     multiplier = lr_multiplier(cfg.optim, trainer.steps_per_epoch, trainer.total_steps)
     with caplog.at_level(logging.WARNING):
         trainer.run()

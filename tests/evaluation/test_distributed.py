@@ -6,10 +6,10 @@ import socket
 
 import numpy as np
 import pytest
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from scm_dist.evaluation import BoxAccuracy, LocalizationEvaluator, all_reduce_counts
+from scm_dist.runtime import Runtime
 
 SPLITS = {1: [10], 2: [7, 3], 3: [2, 5, 3]}
 SIZE = (32, 40)
@@ -25,8 +25,10 @@ def dataset():
 
 
 def rank_main(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK="0"
+    )
+    runtime = Runtime.start()  # the gloo group, from the variables a launcher sets
     try:
         logits, cams, labels, boxes = dataset()
         start = sum(SPLITS[world][:rank])
@@ -36,15 +38,15 @@ def rank_main(rank, world, port, out_dir):
         meter = BoxAccuracy()
         maps = np.clip(np.abs(cams[part, 0]) / 3, 0, 1).repeat(8, axis=1).repeat(8, axis=2)
         meter.update(maps, boxes[part])
-        all_reduce_counts(evaluator)
-        all_reduce_counts(meter)
+        all_reduce_counts(evaluator, runtime)
+        all_reduce_counts(meter, runtime)
         if rank == 0:
             with open(os.path.join(out_dir, f"world{world}.json"), "w") as handle:
                 json.dump(
                     {"localization": evaluator.compute(), "box": meter.compute()}, handle, sort_keys=True
                 )
     finally:
-        dist.destroy_process_group()
+        runtime.close()
 
 
 def free_port():

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 
 from launch.cli import main as scm_submit
-from launch.distributed_env import DistributedEnv, port_for_job
+from launch.distributed_env import export_from_slurm
 from launch.preemption import SignalWatch
 from launch.slurm import Resources, SubmitError, plan_configs
 from launch.sweep import load_sweep
 from scm_dist.config import ConfigError, load_config
+from scm_dist.stop import StopFlag
 
 
 @pytest.fixture
@@ -158,27 +158,49 @@ def test_no_slurm_on_the_machine_suggests_accelerate_launch(cfg_file, monkeypatc
     assert "accelerate launch" in capsys.readouterr().err
 
 
-def test_ports_come_from_the_job_id_and_stay_in_range():
-    assert port_for_job("123") == 20123
-    assert port_for_job("20123") == 20123
-    assert all(20000 <= port_for_job(str(j)) < 40000 for j in (0, 19999, 987654321))
-    env = DistributedEnv(
-        rank=3,
-        world_size=8,
-        local_rank=1,
-        local_world_size=2,
-        master_addr="gpu01",
-        master_port=20042,
-        job_id="42",
-    )
-    assert env.as_env() == {
-        "RANK": "3",
-        "WORLD_SIZE": "8",
-        "LOCAL_RANK": "1",
-        "LOCAL_WORLD_SIZE": "2",
-        "MASTER_ADDR": "gpu01",
-        "MASTER_PORT": "20042",
-    }
+def _slurm_task(monkeypatch, job_id: str, procid: int, localid: int) -> None:
+    """The variables srun sets for one task of a 2-node, 4-task job."""
+    exported = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    for key in (*exported, "CUDA_VISIBLE_DEVICES", "SLURM_ARRAY_JOB_ID"):
+        monkeypatch.setenv(key, "")  # recorded, so that what the export sets is undone after
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    for key, value in dict(
+        SLURM_JOB_ID=job_id,
+        SLURM_NTASKS="4",
+        SLURM_JOB_NUM_NODES="2",
+        SLURM_NODEID=str(procid // 2),
+        SLURM_PROCID=str(procid),
+        SLURM_LOCALID=str(localid),
+        SLURM_JOB_NODELIST="gpu[07-08]",
+    ).items():
+        monkeypatch.setenv(key, value)
+
+
+def test_slurm_task_variables_become_the_torch_distributed_ones(monkeypatch):
+    ports = {}
+    for procid in range(4):
+        _slurm_task(monkeypatch, "4242", procid, procid % 2)
+        place = export_from_slurm()
+        assert (place.rank, place.world_size, place.job_id, place.master_addr) == (procid, 4, "4242", "gpu07")
+        assert {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")} == {
+            "RANK": str(procid),
+            "WORLD_SIZE": "4",
+            "LOCAL_RANK": str(procid % 2),
+            "LOCAL_WORLD_SIZE": "2",
+        }
+        assert os.environ["MASTER_ADDR"] == "gpu07" and "CUDA_VISIBLE_DEVICES" not in os.environ
+        ports[procid] = int(os.environ["MASTER_PORT"])
+    assert len(set(ports.values())) == 1 and 20000 <= ports[0] <= 60000  # one rendezvous per job
+    _slurm_task(monkeypatch, "4243", 0, 0)
+    assert export_from_slurm().master_port != ports[0]  # the next job meets elsewhere
+
+
+def test_a_bad_choice_fails_before_submitting(cfg_file, capsys):
+    rc = scm_submit(["--config", str(cfg_file), "--dry-run", "train.engine=torchrun"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train.engine='torchrun' is not one of the choices: accelerate, deepspeed" in err
 
 
 @pytest.mark.parametrize(
@@ -193,7 +215,7 @@ def test_ports_come_from_the_job_id_and_stay_in_range():
 def test_signals_only_set_the_stop_flag(signals, requeue):
     saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)}
     try:
-        stop = threading.Event()
+        stop = StopFlag()
         watch = SignalWatch(stop)
         assert not stop.is_set() and not watch.should_requeue
         for sig in signals:
