@@ -142,7 +142,7 @@ class WebDatasetTrainLoader(TrainLoader):
     """
 
     def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int, seed: int) -> None:
-        shards = open_shards(directory, FORMAT_WEBDATASET)
+        shards = open_shards(directory, FORMAT_WEBDATASET, cfg)
         total = (cfg.samples_per_epoch or shards.total) if cfg.resampled else shards.total
         steps = total // (world_size * cfg.batch_size)
         super().__init__(
@@ -217,7 +217,7 @@ class WebDatasetEvalLoader:
     ``[N r / w, N (r+1) / w)`` of the split, each worker a contiguous part of that."""
 
     def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int) -> None:
-        shards = open_shards(directory, FORMAT_WEBDATASET)
+        shards = open_shards(directory, FORMAT_WEBDATASET, cfg)
         self.format = FORMAT_WEBDATASET
         self.num_classes = len(shards.manifest.classes)
         self.total_samples = shards.total
