@@ -250,16 +250,16 @@ class S3Store:
                 "or AWS_PROFILE (and AWS_ENDPOINT_URL for an S3-compatible store)"
             ) from None
         except ClientError as err:
-            raise _s3_error(url, self.bucket, err) from None
+            raise _s3_error(url, self.bucket, err, method) from None
         except BotoCoreError as err:  # connection refused / reset, timeouts
             raise TransientError(f"{url}: cannot reach the S3 endpoint ({type(err).__name__})") from None
 
 
-def _s3_error(url: str, bucket: str, err: Any) -> RemoteError:
+def _s3_error(url: str, bucket: str, err: Any, method: str) -> RemoteError:
     code = str(err.response.get("Error", {}).get("Code", ""))
     status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
-    if code == "NoSuchBucket":
+    if code == "NoSuchBucket" or (method == "head_bucket" and status == 404):
         return RemoteError(
             f"{url}: bucket {bucket!r} does not exist at {endpoint}; check the bucket name "
             "(and AWS_ENDPOINT_URL for an S3-compatible store)"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from data_shards.remote import FileStore, RemoteError, Store, open_store
+from data_shards.remote import FileStore, RemoteError, Store, open_store, safe_name
 from data_shards.remote_stream import DigestError, VerifiedStream, read_remote_manifest
 from data_shards.schema import Manifest, ShardEntry
 from scm_dist.config import DataConfig
@@ -117,5 +117,7 @@ def remote_shards(url: str, cfg: DataConfig) -> tuple[Manifest, RemoteShards]:
         raise ValueError("data.remote_retries and data.remote_backoff_s must be >= 0")
     store = open_store(url)
     manifest = read_remote_manifest(store, cfg.remote_retries, cfg.remote_backoff_s)
+    for entry in manifest.shards:  # names reach URLs and the cache: refuse paths up front
+        safe_name(entry.name, url)
     cache = ShardCache(Path(cfg.cache_dir).expanduser()) if cfg.cache_dir else None
     return manifest, RemoteShards(store, cfg.remote_retries, cfg.remote_backoff_s, cache)
