@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from data_shards.manifest import split_dirs, verify_split, write_manifest
 from data_shards.remote import RemoteError, S3Store, child_url, open_store, s3_client, safe_name
-from data_shards.remote_stream import VerifiedStream, read_remote_manifest
+from data_shards.remote_stream import DigestError, VerifiedStream, read_remote_manifest
 from data_shards.schema import MANIFEST_NAME, ShardEntry, read_manifest
+from data_shards.writers.atomic import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +40,21 @@ def fetch_split(url: str, directory: Path, retries: int = 5, backoff_s: float = 
     fetched = 0
     for entry in manifest.shards:
         target = directory / safe_name(entry.name, url)
-        if target.is_file() and target.stat().st_size == entry.bytes:
+        if target.is_file() and target.stat().st_size == entry.bytes and sha256_file(target) == entry.sha256:
             log.info("%s: already here", target)
             continue
         part = target.with_name(target.name + PART_SUFFIX)
         resume = part if part.is_file() and 0 < part.stat().st_size <= entry.bytes else None
-        with open(part, "ab" if resume else "wb") as sink:
-            stream = VerifiedStream(store, entry, retries, backoff_s, sink=sink, resume_from=resume)
-            try:
-                stream.finish()
-            finally:
-                stream.close()
+        try:
+            with open(part, "ab" if resume else "wb") as sink:
+                stream = VerifiedStream(store, entry, retries, backoff_s, sink=sink, resume_from=resume)
+                try:
+                    stream.finish()
+                finally:
+                    stream.close()
+        except DigestError as err:  # the bytes kept so far cannot be trusted: start over next time
+            part.unlink()
+            raise RemoteError(f"{err.message} ({part.name} deleted; run the fetch again)") from None
         os.replace(part, target)
         fetched += 1
         log.info("%s: %d bytes, sha256 verified", target, entry.bytes)
@@ -59,8 +65,7 @@ def fetch_split(url: str, directory: Path, retries: int = 5, backoff_s: float = 
 def upload_splits(directory: Path, url: str, retries: int = 5, backoff_s: float = 1.0) -> int:
     """Upload the split at ``directory`` to ``url`` (or each split folder under it to
     ``url/<folder>``); returns the number of files uploaded."""
-    store = open_store(url)
-    if not isinstance(store, S3Store):
+    if urlsplit(url).scheme != "s3":
         raise RemoteError(
             f"{url}: upload writes to s3:// only; to serve a split over HTTP copy its folder into the "
             "server's document root"
