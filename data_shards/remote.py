@@ -74,7 +74,8 @@ class Body(Protocol):
 class Store(Protocol):
     """The objects of one split prefix."""
 
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def url_of(self, name: str) -> str: ...
     def open(self, name: str, offset: int = 0) -> tuple[Body, int]: ...

@@ -16,7 +16,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from data_shards.remote import Body, RemoteError, Store, TransientError
 from data_shards.schema import MANIFEST_NAME, Manifest, ShardEntry, manifest_from_dict
@@ -37,7 +37,7 @@ class VerifiedStream(io.RawIOBase):
         entry: ShardEntry,
         retries: int,
         backoff_s: float,
-        sink: BinaryIO | None = None,
+        sink: IO[bytes] | None = None,
         resume_from: Path | None = None,
     ) -> None:
         super().__init__()

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from data_shards.remote import FileStore, RemoteError, Store, open_store, safe_name
 from data_shards.remote_stream import DigestError, VerifiedStream, read_remote_manifest
@@ -53,7 +53,7 @@ class ShardCache:
         path = self.directory / cached.name
         return cached if path.is_file() and path.stat().st_size == entry.bytes else None
 
-    def temporary(self, entry: ShardEntry) -> BinaryIO:
+    def temporary(self, entry: ShardEntry) -> IO[bytes]:
         self.directory.mkdir(parents=True, exist_ok=True)
         return tempfile.NamedTemporaryFile(
             dir=self.directory, prefix=f".{self.name(entry)}.", suffix=".part", delete=False

@@ -125,6 +125,7 @@ def open_shards(location: str | Path, fmt: str, cfg: DataConfig | None = None) -
     """Every file of ``fmt`` listed in the manifest, their counts adding up to its total;
     local files each present with the listed size (a URL's shards are checked as they
     stream, with ``cfg``'s retries and cache)."""
+    source: ShardSource
     if is_url(str(location)):
         from .remote import remote_shards
 

@@ -223,3 +223,10 @@ def test_a_manifest_naming_a_path_is_refused(split40, tmp_path):
     (local / MANIFEST_NAME).write_text(json.dumps(manifest))
     with nginx_serving(tmp_path) as base, pytest.raises(RemoteError, match="not a plain file name"):
         eval_batches(_cfg(f"{base}/val", workers=0), 1)
+
+
+@pytest.mark.parametrize("url", ["https://user:secret@example.com/val", "s3://key:secret@bucket/val"])
+def test_a_url_with_credentials_is_refused_without_echoing_them(url):
+    with pytest.raises(RemoteError, match="carries credentials") as info:
+        build_eval_loader(_cfg(url))
+    assert "secret" not in str(info.value) and "user" not in str(info.value)
