@@ -230,3 +230,22 @@ def test_a_url_with_credentials_is_refused_without_echoing_them(url):
     with pytest.raises(RemoteError, match="carries credentials") as info:
         build_eval_loader(_cfg(url))
     assert "secret" not in str(info.value) and "user" not in str(info.value)
+
+
+def test_each_rank_requests_only_the_shards_of_its_range(split40, tmp_path):
+    local = copy_split(split40[0], tmp_path)
+    entries = [
+        s for s in json.loads((local / MANIFEST_NAME).read_text())["shards"] if s["format"] == "webdataset"
+    ]
+    starts = [sum(e["samples"] for e in entries[:i]) for i in range(len(entries))]
+    requested = []
+    for rank in range(3):
+        log = Misbehaviour()
+        with flaky_server(local, log) as base:
+            batches = list(build_eval_loader(_cfg(base, workers=2), rank=rank, world_size=3))
+        first, stop = 40 * rank // 3, 40 * (rank + 1) // 3
+        mine = {e["name"] for e, s in zip(entries, starts) if s < stop and s + e["samples"] > first}
+        assert log.seen == mine | {MANIFEST_NAME}
+        assert sum(len(b) for b in batches) == stop - first
+        requested.append(mine)
+    assert len(entries) > 3 and all(len(m) < len(entries) for m in requested)
