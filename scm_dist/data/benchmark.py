@@ -43,6 +43,9 @@ SIZES_FILE = IMAGENET_VAL_META / "image_sizes.txt"
 FALLBACK_SIZE = (500, 375)  # the most common ImageNet size
 FORMATS = ("folder", "webdataset", "ffcv")
 TIMED_EPOCHS = 2
+# several WebDataset shards per worker, as in a real run (ImageNet at 128 MB over 256 readers:
+# about 4 each); one big shard would make both workers read all of it
+SHARD_MB = 8.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,7 +109,9 @@ def _write_images(root: Path, sizes: list[tuple[int, int]], classes: int) -> int
 
 def _convert(root: Path, out: Path) -> Path:
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-        convert_listing(list_folder(root, "train"), out, ConvertOptions(workers=2), {})
+        convert_listing(
+            list_folder(root, "train"), out, ConvertOptions(workers=2, shard_size_mb=SHARD_MB), {}
+        )
     return out / "train"
 
 

@@ -12,12 +12,14 @@ draws shards with replacement (seeded the same way) until it has its batches; ep
 Each worker's stream is a ``webdataset.DataPipeline`` of webdataset's own stages: a shard
 list (``ResampledShards`` in resampled mode), the tar expansion (``tar_file_expander``,
 ``group_by_keys``, in :mod:`.streams`), ``shuffle`` with a seeded ``random.Random``,
-``slice`` (the resume point), ``map`` and ``batched`` whose collation is the decode step.
-Who reads what stays ours (:mod:`.split`): webdataset's ``split_by_node`` /
-``split_by_worker`` hand out whole shards round robin, so with shards of different sizes
-(the last one is short) ranks would get different sample counts (unequal steps, a DDP
-hang) and eval could not cover the split exactly once for world sizes that do not divide
-the shard count. Our shard list is the epoch's shard order cut at sample positions.
+``slice`` (the resume point) and ``batched``; the decode step (``_decode`` per train
+sample, run by the batch collation so that a skipped corrupt sample is counted in its batch;
+``_sample`` per eval sample, in ``map``) is ours, not ``wds.decode``: it decodes with OpenCV
+straight into the crop seeded by the sample key. Who reads what stays ours (:mod:`.split`):
+webdataset's ``split_by_node`` / ``split_by_worker`` hand out whole shards round robin, so
+with shards of different sizes (the last one is short) ranks would get different sample
+counts (unequal steps, a DDP hang) and eval could not cover the split exactly once for world
+sizes that do not divide the shard count. Our shard list is the epoch's shard order cut at sample positions.
 """
 
 from __future__ import annotations
