@@ -173,23 +173,26 @@ class _HttpBody:
         self.response.close()
 
 
-_S3_CLIENTS: dict[int, Any] = {}
-_S3_SESSION: list[Any] = []
+_S3_CLIENTS: dict[tuple, Any] = {}
+_S3_SESSIONS: dict[tuple, Any] = {}
 
 
 def s3_client() -> Any:
-    """This process's boto3 S3 client (boto3 clients must not cross a fork). The session is
-    shared: DataLoader workers forked after the manifest was read reuse its loaded service
-    model (a new session costs about 0.1 s of CPU per worker and epoch). Retries are off
-    here: the callers retry with their own bound and backoff; botocore's own response
-    checksum is off too (every byte is checked against the manifest's sha256)."""
-    pid = os.getpid()
-    if pid not in _S3_CLIENTS:
+    """This process's boto3 S3 client for the current ``AWS_*`` environment (boto3 clients
+    must not cross a fork). The session is shared: DataLoader workers forked after the
+    manifest was read reuse its loaded service model (a new session costs about 0.1 s of CPU
+    per worker and epoch). Retries are off here: the callers retry with their own bound and
+    backoff; botocore's own response checksum is off too (every byte is checked against the
+    manifest's sha256)."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (os.getpid(), env)
+    if key not in _S3_CLIENTS:
         import boto3
         from botocore.config import Config
 
-        if not _S3_SESSION:
-            _S3_SESSION.append(boto3.session.Session())
+        if env not in _S3_SESSIONS:
+            _S3_SESSIONS.clear()
+            _S3_SESSIONS[env] = boto3.session.Session()
         config = Config(
             retries={"total_max_attempts": 1},
             connect_timeout=TIMEOUT_S,
@@ -197,8 +200,8 @@ def s3_client() -> Any:
             response_checksum_validation="when_required",
         )
         _S3_CLIENTS.clear()
-        _S3_CLIENTS[pid] = _S3_SESSION[0].client("s3", config=config)
-    return _S3_CLIENTS[pid]
+        _S3_CLIENTS[key] = _S3_SESSIONS[env].client("s3", config=config)
+    return _S3_CLIENTS[key]
 
 
 @dataclass(frozen=True)
