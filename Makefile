@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge
+APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge nginx
 export DS_ACCELERATOR ?= cpu
 
 .PHONY: setup apt demo lint test bench gpu-wheels gpu-check gpu-check-quick slurm-up slurm-down clean-venv

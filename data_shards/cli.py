@@ -1,4 +1,5 @@
-"""``scm-shards``: convert datasets to WebDataset / FFCV shards, make the synthetic set, verify, describe."""
+"""``scm-shards``: convert datasets to WebDataset / FFCV shards, make the synthetic set, verify, describe,
+fetch a split from a URL and upload one to S3."""
 
 from __future__ import annotations
 
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="check shards against their manifest")
     ver.add_argument("path", type=Path)
     ver.add_argument("--deep", action="store_true", help="also decode every sample")
+
+    fetch = sub.add_parser("fetch", help="download a split from a URL into a folder (verified, resumable)")
+    fetch.add_argument("url", help="split URL: s3://bucket/prefix/train or https://host/prefix/train")
+    fetch.add_argument("out", type=Path, help="local split folder to write")
+    upload = sub.add_parser("upload", help="upload a split (or every split of a folder) to s3:// (resumable)")
+    upload.add_argument("path", type=Path, help="a split folder, or the --out folder of convert/synth")
+    upload.add_argument("url", help="s3://bucket/prefix (a single split's URL, or the parent of the splits)")
 
     info = sub.add_parser("info", help="summarise converted shards")
     info.add_argument("path", type=Path)
@@ -181,13 +189,53 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_aws_libraries() -> None:
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from data_shards.remote import RemoteError
+    from data_shards.remote_transfer import fetch_split
+
+    _quiet_aws_libraries()
+    try:
+        count = fetch_split(args.url, args.out)
+    except RemoteError as err:
+        print(f"scm-shards fetch: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {count} file(s) fetched, every file verified against the manifest")
+    return 0
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from data_shards.remote import RemoteError
+    from data_shards.remote_transfer import upload_splits
+
+    _quiet_aws_libraries()
+    try:
+        count = upload_splits(args.path, args.url)
+    except RemoteError as err:
+        print(f"scm-shards upload: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.url}: {count} file(s) uploaded and verified, manifest last")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scm-shards`` / ``python -m data_shards``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    commands = {"convert": _cmd_convert, "synth": _cmd_synth, "verify": _cmd_verify, "info": _cmd_info}
+    commands = {
+        "convert": _cmd_convert,
+        "synth": _cmd_synth,
+        "verify": _cmd_verify,
+        "info": _cmd_info,
+        "fetch": _cmd_fetch,
+        "upload": _cmd_upload,
+    }
     try:
         return commands[args.command](args)
     except (LayoutError, ConversionError, FileNotFoundError, ValueError) as err:

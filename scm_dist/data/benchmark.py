@@ -8,6 +8,10 @@ Input: ``--images`` JPEGs (quality 90) at the real sizes of the first ImageNet v
 (the shards carry the same JPEG bytes). Each loader runs one warm-up batch (FFCV compiles
 its pipeline there), then two full timed epochs.
 
+Remote (unless ``--no-remote``): the same WebDataset shards streamed from nginx and from
+moto's S3 server, both started on 127.0.0.1 by the benchmark, every shard checked against
+its sha256 as it streams; images/s beside local-disk WebDataset and their ratio to it.
+
 Wired as ``python -m scm_dist.bench loaders --json``; ``run(args)`` returns the JSON dict.
 """
 
@@ -37,6 +41,9 @@ from .build import build_train_loader
 
 FORMATS = ("folder", "webdataset", "ffcv")
 TIMED_EPOCHS = 2
+# several WebDataset shards per worker, as in a real run (ImageNet at 128 MB over 256 readers:
+# about 4 each); one big shard would make both workers read all of it
+SHARD_MB = 8.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help="assumed training speed of one GPU (DeiT-S bf16, A100 class)",
     )
     p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--no-remote", action="store_true", help="skip WebDataset from nginx and from S3")
     return p
 
 
@@ -106,7 +114,9 @@ def _write_images(root: Path, sizes: list[tuple[int, int]], classes: int) -> int
 
 def _convert(root: Path, out: Path) -> Path:
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-        convert_listing(list_folder(root, "train"), out, ConvertOptions(workers=2), {})
+        convert_listing(
+            list_folder(root, "train"), out, ConvertOptions(workers=2, shard_size_mb=SHARD_MB), {}
+        )
     return out / "train"
 
 
@@ -135,6 +145,38 @@ def _measure(cfg: DataConfig) -> dict:
     }
 
 
+def _remote_runs(shards: Path, base: dict) -> dict:
+    """The WebDataset shards of ``shards`` (a split folder) from nginx and from S3."""
+    from data_shards.remote_transfer import upload_splits
+
+    from .remote_servers import create_bucket, nginx_serving, s3_environment, s3_server
+
+    runs = {}
+    with nginx_serving(shards.parent) as url:
+        config = DataConfig(train_dir=f"{url}/{shards.name}", format="webdataset", **base)
+        runs["webdataset_http_nginx"] = _measure(config)
+    with s3_server() as endpoint, _environment(s3_environment(endpoint)):
+        create_bucket(endpoint, "bench")
+        upload_splits(shards, f"s3://bench/{shards.name}")
+        config = DataConfig(train_dir=f"s3://bench/{shards.name}", format="webdataset", **base)
+        runs["webdataset_s3_moto"] = _measure(config)
+    return runs
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process (FFCV's threads, the main loop) and its finished children
     (the DataLoader workers, joined at the end of each epoch)."""
@@ -160,10 +202,16 @@ def run(args: list[str]) -> dict:
             ffcv_order="random",
             ffcv_os_cache=True,
         )
+        # remote runs before FFCV: forking DataLoader workers after FFCV has run makes numba's
+        # thread pool print a warning on stdout, into the JSON
         runs = {
             fmt: _measure(DataConfig(train_dir=str(root if fmt == "folder" else shards), format=fmt, **base))
             for fmt in FORMATS
+            if fmt != "ffcv"
         }
+        remote = {} if opts.no_remote else _remote_runs(shards, base)
+        runs["ffcv"] = _measure(DataConfig(train_dir=str(shards), format="ffcv", **base))
+        runs.update(remote)
         baseline = runs["folder"]["images_per_s"]
         node_need = opts.gpus * opts.gpu_img_s
         return {
@@ -182,6 +230,10 @@ def run(args: list[str]) -> dict:
             },
             "runs": runs,
             "ratio_to_folder_baseline": {f: round(runs[f]["images_per_s"] / baseline, 2) for f in FORMATS},
+            "remote_ratio_to_local_webdataset": {
+                name: round(runs[name]["images_per_s"] / runs["webdataset"]["images_per_s"], 2)
+                for name in remote
+            },
             "deit_s_8gpu_node": {
                 "assumed_images_per_s_per_gpu": opts.gpu_img_s,
                 "gpus": opts.gpus,

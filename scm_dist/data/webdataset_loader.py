@@ -8,17 +8,30 @@ DataLoader worker takes a contiguous whole number of batches of that range and s
 it through a buffer seeded by ``(seed, epoch, rank, worker)``. Resampled mode: each worker
 draws shards with replacement (seeded the same way) until it has its batches; epochs hold
 ``samples_per_epoch`` samples, ranks are not disjoint.
+
+Each worker's stream is a ``webdataset.DataPipeline`` of webdataset's own stages: a shard
+list (``ResampledShards`` in resampled mode), the tar expansion (``tar_file_expander``,
+``group_by_keys``, in :mod:`.streams`), ``shuffle`` with a seeded ``random.Random``,
+``slice`` (the resume point) and ``batched``; the decode step (``_decode`` per train
+sample, run by the batch collation so that a skipped corrupt sample is counted in its batch;
+``_sample`` per eval sample, in ``map``) is ours, not ``wds.decode``: it decodes with OpenCV
+straight into the crop seeded by the sample key. Who reads what stays ours (:mod:`.split`):
+webdataset's ``split_by_node`` / ``split_by_worker`` hand out whole shards round robin, so
+with shards of different sizes (the last one is short) ranks would get different sample
+counts (unequal steps, a DDP hang) and eval could not cover the split exactly once for world
+sizes that do not divide the shard count. Our shard list is the epoch's shard order cut at sample positions.
 """
 
 from __future__ import annotations
 
-import itertools
+import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
 from data_shards.schema import (
@@ -34,7 +47,7 @@ from .base import EvalBatch, TrainLoader, loader_workers
 from .decode import EVAL_HINT, decode_sample
 from .shards import ShardError, ShardSet, open_shards
 from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
-from .streams import batched, buffer_shuffle, read_segment, read_segments, worker_identity
+from .streams import segment_samples, worker_identity
 from .transforms import (
     eval_transform,
     normalize_batch,
@@ -55,6 +68,16 @@ def _member(sample: dict[str, Any], name: str) -> bytes:
     return sample[name]
 
 
+def _seeded(*parts: int) -> random.Random:
+    """The ``random.Random`` webdataset's stages take, seeded by ``parts``."""
+    return random.Random(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
+
+
+def _listed(shards: ShardSet, spans: list[Segment]) -> list[dict[str, Any]]:
+    """A webdataset shard list (``url`` dicts) with the part of each shard to read."""
+    return [{"url": shards.url(span.shard), "segment": span} for span in spans]
+
+
 def _data_loader(dataset: IterableDataset, workers: int) -> DataLoader:
     # no cv2.setNumThreads in the workers: after a fork it waits forever on the thread pool
     # the parent's OpenCV calls left behind (cv2 calls themselves are fork-safe)
@@ -73,19 +96,17 @@ class _TrainStream(IterableDataset):
         self.rank, self.world_size, self.seed, self.steps = rank, world_size, seed, steps
         self.epoch = self.consumed = 0
 
-    def _resampled(self, worker: int) -> Iterator[dict[str, Any]]:
-        """Whole shards drawn with replacement, without end."""
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
-        while True:
-            shard = int(rng.integers(len(self.shards.counts)))
-            yield from read_segment(self.shards, Segment(shard, 0, self.shards.counts[shard]))
-
-    def _split(self, worker: int, quotas: list[int]) -> Iterator[dict[str, Any]]:
-        """This worker's part of this rank's range of the epoch's shard permutation."""
+    def _shard_list(self, worker: int, quotas: list[int]) -> Iterable[dict[str, Any]]:
+        """Resampled: webdataset's ``ResampledShards``, seeded (whole shards, without end).
+        Split: this worker's part of this rank's range of the epoch's shard permutation."""
+        if self.cfg.resampled:
+            urls = [self.shards.url(i) for i in range(len(self.shards.counts))]
+            seed = _seeded(self.seed, self.epoch, self.rank, worker, 1).getrandbits(63)
+            return wds.ResampledShards(urls, seed=seed, worker_seed=lambda: 0, deterministic=True)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards.counts))
         start = (self.rank * self.steps + sum(quotas[:worker])) * self.cfg.batch_size
         stop = start + quotas[worker] * self.cfg.batch_size
-        return read_segments(self.shards, segments(order.tolist(), self.shards.counts, start, stop))
+        return _listed(self.shards, segments(order.tolist(), self.shards.counts, start, stop))
 
     def _decode(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int, str] | None:
         key = sample["__key__"]
@@ -100,29 +121,42 @@ class _TrainStream(IterableDataset):
             key,
         )
 
+    def _decode_batch(self, group: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+        """A batch of raw samples decoded (the undecodable ones skipped and counted)."""
+        decoded = [d for d in map(self._decode, group) if d is not None]
+        if not decoded:
+            raise ShardError(
+                f"a whole batch of {len(group)} samples (from "
+                f"{group[0]['__url__']}) is undecodable; check the shards"
+            )
+        images, labels, keys = zip(*decoded)
+        return (
+            torch.stack(images),
+            torch.tensor(labels, dtype=torch.int64),
+            list(keys),
+            len(group) - len(decoded),
+        )
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str], int]]:
         physical, workers = worker_identity()
         worker = logical_worker(physical, self.consumed, workers)
         quotas = worker_batches(self.steps, workers)
         done = batches_done(self.consumed, workers)[worker]
         batch = self.cfg.batch_size
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 2])
-        raw = self._resampled(worker) if self.cfg.resampled else self._split(worker, quotas)
-        shuffled = buffer_shuffle(raw, self.cfg.shuffle_buffer, rng)
-        for group in batched(itertools.islice(shuffled, done * batch, quotas[worker] * batch), batch):
-            decoded = [d for d in map(self._decode, group) if d is not None]
-            if not decoded:
-                raise ShardError(
-                    f"a whole batch of {len(group)} samples (from "
-                    f"{group[0]['__url__']}) is undecodable; check the shards"
-                )
-            images, labels, keys = zip(*decoded)
-            yield (
-                torch.stack(images),
-                torch.tensor(labels, dtype=torch.int64),
-                list(keys),
-                len(group) - len(decoded),
-            )
+        shard_list = self._shard_list(worker, quotas)
+        pipeline = wds.DataPipeline(
+            lambda: iter(shard_list),  # DataPipeline would take a bare list for a list of stages
+            segment_samples(self.shards),
+            wds.shuffle(
+                self.cfg.shuffle_buffer,
+                initial=self.cfg.shuffle_buffer,
+                rng=_seeded(self.seed, self.epoch, self.rank, worker, 2),
+            ),
+            # the samples already handed out before a resume pass through undecoded
+            wds.slice(done * batch, quotas[worker] * batch),
+            wds.batched(batch, collation_fn=self._decode_batch, partial=True),
+        )
+        return iter(pipeline)
 
 
 class WebDatasetTrainLoader(TrainLoader):
@@ -136,7 +170,7 @@ class WebDatasetTrainLoader(TrainLoader):
     """
 
     def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int, seed: int) -> None:
-        shards = open_shards(directory, FORMAT_WEBDATASET)
+        shards = open_shards(directory, FORMAT_WEBDATASET, cfg)
         total = (cfg.samples_per_epoch or shards.total) if cfg.resampled else shards.total
         steps = total // (world_size * cfg.batch_size)
         super().__init__(
@@ -186,19 +220,29 @@ class _EvalStream(IterableDataset):
             info,
         )
 
+    @staticmethod
+    def _collate(group: list[tuple[torch.Tensor, np.ndarray, Any]]) -> EvalBatch:
+        images, boxes, infos = zip(*group)
+        return EvalBatch(
+            images=torch.stack(images),
+            labels=torch.tensor([i.label for i in infos], dtype=torch.int64),
+            boxes=[torch.from_numpy(b) for b in boxes],
+            keys=[i.key for i in infos],
+            sample_ids=torch.tensor([i.sample_id for i in infos]),
+        )
+
     def __iter__(self) -> Iterator[EvalBatch]:
         worker, workers = worker_identity()
         lo, hi = balanced_range(self.stop - self.start, workers, worker)
         spans = segments(range(len(self.shards.counts)), self.shards.counts, self.start + lo, self.start + hi)
-        for group in batched(map(self._sample, read_segments(self.shards, spans)), self.cfg.eval_batch_size):
-            images, boxes, infos = zip(*group)
-            yield EvalBatch(
-                images=torch.stack(images),
-                labels=torch.tensor([i.label for i in infos], dtype=torch.int64),
-                boxes=[torch.from_numpy(b) for b in boxes],
-                keys=[i.key for i in infos],
-                sample_ids=torch.tensor([i.sample_id for i in infos]),
-            )
+        shard_list = _listed(self.shards, spans)
+        pipeline = wds.DataPipeline(
+            lambda: iter(shard_list),
+            segment_samples(self.shards),
+            wds.map(self._sample),
+            wds.batched(self.cfg.eval_batch_size, collation_fn=self._collate, partial=True),
+        )
+        return iter(pipeline)
 
 
 class WebDatasetEvalLoader:
@@ -206,7 +250,7 @@ class WebDatasetEvalLoader:
     ``[N r / w, N (r+1) / w)`` of the split, each worker a contiguous part of that."""
 
     def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int) -> None:
-        shards = open_shards(directory, FORMAT_WEBDATASET)
+        shards = open_shards(directory, FORMAT_WEBDATASET, cfg)
         self.format = FORMAT_WEBDATASET
         self.num_classes = len(shards.manifest.classes)
         self.total_samples = shards.total
