@@ -9,8 +9,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def train_job(job: dict) -> dict:
-    from scm_dist.config import load_config
     from scm_dist import app
+    from scm_dist.config import load_config
 
     overrides = [
         f"data.train_dir={job['data']}/train",
