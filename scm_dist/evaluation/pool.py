@@ -9,7 +9,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 
 def _single_threaded() -> None:
@@ -20,9 +19,10 @@ def _single_threaded() -> None:
 class CountPool:
     """Sum of ``function(chunk)`` int64 count arrays, over ``workers`` processes.
 
-    ``workers=0`` runs in this process. The pool starts on first use (forked, or spawned
-    once CUDA is initialised: then the caller's main module must be import-safe) and is
-    shut down by :meth:`close` (or when the object is garbage collected).
+    ``workers=0`` runs in this process. The pool starts on first use, spawned (the
+    caller's main module must be import-safe), and is shut down by :meth:`close` (or when
+    the object is garbage collected). Not forked: a fork copies the locks of the caller's
+    threads (OpenCV's pool, TensorBoard's writer, CUDA) and a worker can wait on one forever.
     """
 
     def __init__(self, workers: int = 0) -> None:
@@ -41,10 +41,8 @@ class CountPool:
                 total += function(*chunk)
             return total
         if self._executor is None:
-            # fork starts at once; after CUDA is initialised only spawn is safe
-            method = "spawn" if torch.cuda.is_initialized() else "fork"
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context(method), initializer=_single_threaded
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded
             )
         for counts in self._executor.map(function, *zip(*chunks)):
             total += counts
