@@ -91,6 +91,7 @@ def prepare_sample(
         if record.data is not None:
             raw = record.data
         else:
+            assert record.path is not None  # a SourceRecord has exactly one of path and data
             with open(record.path, "rb") as f:
                 raw = f.read()
         with Image.open(io.BytesIO(raw)) as image:
@@ -116,6 +117,7 @@ def prepare_sample(
     except _DECODE_ERRORS as err:
         return SkippedSample(record.source, f"unreadable, corrupt or truncated image: {err}")
     if reencode:
+        assert rgb is not None  # decoded above whenever reencode is set
         if new_size != (width, height):
             rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)
         raw = encode_jpeg(rgb, jpeg_quality)

@@ -92,8 +92,10 @@ def run_guarded(work: Callable[[], None], cleanup: Callable[[], None]) -> None:
         os.close(parent_end)  # the child's watcher sees end-of-file if it still runs
         child.join(GRACE_S)
         if child.is_alive():
+            assert child.pid is not None  # started above
             os.killpg(child.pid, signal.SIGKILL)
             child.join()
+    assert child.exitcode is not None  # joined above
     if child.exitcode != 0:
         message = receive.recv() if receive.poll() else f"killed by signal {-child.exitcode}"
         raise ChildFailed(message)

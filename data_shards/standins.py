@@ -37,7 +37,9 @@ def build_val_standins(metadata_dir: Path, root: Path, tiny: bool = True, limit:
     (root / "val").mkdir(parents=True, exist_ok=True)
     shared: dict[tuple[int, int], Path] = {}
     for i, stem in enumerate(names):
-        width, height = annotations[stem].size
+        size = annotations[stem].size
+        assert size is not None  # read_wsol_metadata gives every image its size
+        width, height = size
         target = root / "val" / f"{stem}.JPEG"
         if tiny:
             small = (max(1, round(width / 16)), max(1, round(height / 16)))

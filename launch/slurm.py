@@ -146,11 +146,11 @@ def sbatch_script(folder: Path, params: dict[str, Any], array_size: int = 0) -> 
     tests/launch/test_submit_cli.py::test_dry_run_prints_the_batch_script_and_submits_nothing.
     """
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
-    extra = {"map_count": array_size} if array_size > 1 else {}
     params = {**params}
     if params.get("mem"):
         params["mem"] = str(params["mem"])
-    return _make_sbatch_string(command=command, folder=folder, **params, **extra)
+    map_count = array_size if array_size > 1 else None
+    return _make_sbatch_string(command=command, folder=folder, map_count=map_count, **params)
 
 
 def _executor(folder: Path, params: dict[str, Any]) -> SlurmExecutor:

@@ -157,7 +157,7 @@ def _valid_keys(cls: type, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             keys += _valid_keys(hint, f"{prefix}{f.name}.")
         else:
             keys.append(f"{prefix}{f.name}")

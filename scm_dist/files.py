@@ -40,7 +40,11 @@ def save_atomic(obj: object, path: str | Path) -> Path:
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path``, atomically."""
-    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    return write_atomic(path, write)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

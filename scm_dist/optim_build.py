@@ -22,7 +22,7 @@ ADAMW_IMPLS = ("auto", "fused", "foreach", "loop")
 
 
 def _params(groups: Iterable[Any]) -> list[torch.Tensor]:
-    out = []
+    out: list[torch.Tensor] = []
     for group in groups:
         out.extend(group["params"] if isinstance(group, dict) else [group])
     return out
@@ -49,6 +49,7 @@ def build_adamw(
     """``torch.optim.AdamW`` over ``groups`` (parameter groups or parameters), with the
     kernel :func:`adamw_kind` picks."""
     groups = list(groups)
+    beta1, beta2 = betas
     kind = adamw_kind(groups, impl)
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[kind]
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, **flags)
+    return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, **flags)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_shards.names import contained_path
-from data_shards.records import SourceListing, SourceRecord
+from data_shards.records import Box, SourceListing, SourceRecord
 from data_shards.sources.common import LayoutError, require_dir, require_file
 
 
@@ -57,8 +57,8 @@ def list_cub(root: Path, split: str) -> SourceListing:
             raise LayoutError(
                 f"{root / 'image_class_labels.txt'}: class {label + 1} of {rel} outside 1..{len(classes)}"
             )
-        box = ()
-        origin = ()
+        box: tuple[Box, ...] = ()
+        origin: tuple[str, ...] = ()
         if image_id in boxes:
             x, y, w, h = (float(v) for v in boxes[image_id][:4])
             box = ((x, y, x + w, y + h),)

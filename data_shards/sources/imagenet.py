@@ -51,6 +51,14 @@ def _box(values: list[str], where: str) -> Box:
     return (x0, y0, x1, y1)
 
 
+def _text(element: ET.Element, tag: str, path: Path) -> str:
+    """The text of ``element``'s child ``tag``; a clear error when the child is missing."""
+    text = element.findtext(tag)
+    if text is None:
+        raise LayoutError(f"{path}: <{element.tag}> without <{tag}>")
+    return text
+
+
 def parse_voc_xml(path: Path) -> Annotation:
     """One PASCAL VOC XML file: objects with a wnid name and xmin/ymin/xmax/ymax."""
     try:
@@ -58,14 +66,15 @@ def parse_voc_xml(path: Path) -> Annotation:
     except ET.ParseError as err:
         raise LayoutError(f"{path} is not valid XML ({err})") from err
     size = tree.find("size")
-    wh = (int(size.findtext("width")), int(size.findtext("height"))) if size is not None else None
-    wnids, boxes = [], []
+    wh = (int(_text(size, "width", path)), int(_text(size, "height", path))) if size is not None else None
+    wnids: list[str] = []
+    boxes: list[Box] = []
     for obj in tree.iter("object"):
         box = obj.find("bndbox")
         if box is None:
             raise LayoutError(f"{path}: <object> without <bndbox>")
-        wnids.append(obj.findtext("name"))
-        boxes.append(_box([box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")], str(path)))
+        wnids.append(_text(obj, "name", path))
+        boxes.append(_box([_text(box, k, path) for k in ("xmin", "ymin", "xmax", "ymax")], str(path)))
     if len(set(wnids)) > 1:
         raise LayoutError(f"{path}: objects of several classes {sorted(set(wnids))}; expected one")
     origins = tuple(f"{path} (object {i + 1})" for i in range(len(boxes)))
@@ -234,7 +243,7 @@ def list_imagenet(
     ann = read_annotations(ann_path, annotation_format) if ann_path is not None else {}
     class_dirs = sorted_subdirs(split_dir)
     if class_dirs:
-        images = [(p, d.name) for d in class_dirs for p in list_images(d)]
+        images: list[tuple[Path, str | None]] = [(p, d.name) for d in class_dirs for p in list_images(d)]
     else:
         if split == "train":
             raise LayoutError(f"{split_dir} has no class folders; expected train/<wnid>/*.JPEG")

@@ -119,6 +119,8 @@ def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
                 yield key, parts
                 parts = {}
             key = stem
-            parts[ext] = tar.extractfile(member).read()
+            data = tar.extractfile(member)
+            assert data is not None  # a regular file (isfile above) always has a body
+            parts[ext] = data.read()
     if key is not None:
         yield key, parts

@@ -48,11 +48,20 @@ class LocalSlurmError(RuntimeError):
 def missing_binaries() -> list[str]:
     """SLURM and munge programs this host lacks (empty when the cluster can run here)."""
     needed = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol", "srun"]
-    return [name for name in needed if _which(name) is None]
+    return [name for name in needed if _find(name) is None]
 
 
-def _which(name: str) -> str | None:
+def _find(name: str) -> str | None:
+    """The full path of program ``name`` (also searched in the sbin folders), or None."""
     return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def _which(name: str) -> str:
+    """The full path of program ``name``; a clear error when this host lacks it."""
+    found = _find(name)
+    if found is None:
+        raise LocalSlurmError(f"{name} not found on PATH or in /usr/sbin, /sbin: run `make setup`")
+    return found
 
 
 def _pid_alive(pid_file: Path) -> int | None:

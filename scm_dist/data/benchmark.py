@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ from scm_dist.config import DataConfig
 
 from .build import build_train_loader
 
-FORMATS = ("folder", "webdataset", "ffcv")
+FORMATS: tuple[Literal["folder", "webdataset", "ffcv"], ...] = ("folder", "webdataset", "ffcv")
 TIMED_EPOCHS = 2
 # several WebDataset shards per worker, as in a real run (ImageNet at 128 MB over 256 readers:
 # about 4 each); one big shard would make both workers read all of it
@@ -204,7 +205,7 @@ def run(args: list[str]) -> dict:
         )
         # remote runs before FFCV: forking DataLoader workers after FFCV has run makes numba's
         # thread pool print a warning on stdout, into the JSON
-        runs = {
+        runs: dict[str, dict] = {
             fmt: _measure(DataConfig(train_dir=str(root if fmt == "folder" else shards), format=fmt, **base))
             for fmt in FORMATS
             if fmt != "ffcv"

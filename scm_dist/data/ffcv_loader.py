@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -150,7 +150,7 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
                 window_c(pixels, destination[dst_ix], top, left, frame, mirror, mean, std)
             return destination[: len(batch_indices)]
 
-        decode.is_parallel = True
+        cast(Any, decode).is_parallel = True  # FFCV's flag for a prange-compiled stage
         return decode
 
 

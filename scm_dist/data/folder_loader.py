@@ -61,14 +61,14 @@ class FolderTrainLoader(TrainLoader):
         )
         self.workers = loader_workers(cfg.workers)
         self.last_ids: list[str] = []
-        self._sampler = DistributedSampler(
+        self._sampler: DistributedSampler[int] = DistributedSampler(
             self.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
 
     def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._sampler.set_epoch(epoch)
         order = list(self._sampler)[consumed * self.batch_size : self.steps_per_epoch * self.batch_size]
-        loader = DataLoader(
+        loader: DataLoader[tuple[Any, int, int]] = DataLoader(
             self.dataset, batch_size=self.batch_size, sampler=order, num_workers=self.workers, drop_last=True
         )
         root = Path(self.dataset.root)

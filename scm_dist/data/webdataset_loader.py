@@ -213,6 +213,7 @@ class _EvalStream(IterableDataset):
     def _sample(self, sample: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray, Any]:
         info = decode_sample_json(_member(sample, WDS_INFO_KEY))
         image = decode_sample(sample, False, EVAL_HINT, json_key=info.key)
+        assert image is not None  # skip_corrupt=False: a corrupt image raises instead
         size = self.cfg.eval_size
         return (
             eval_transform(image, size),

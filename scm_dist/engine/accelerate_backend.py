@@ -37,8 +37,8 @@ class AccelerateBackend(Backend):
     def prepare(
         self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]
     ) -> None:
-        betas = tuple(self.cfg.optim.betas)
-        optimizer = build_adamw(groups, lr=lr, betas=betas, eps=self.cfg.optim.eps)  # fused on CUDA
+        beta1, beta2 = self.cfg.optim.betas
+        optimizer = build_adamw(groups, lr=lr, betas=(beta1, beta2), eps=self.cfg.optim.eps)  # fused on CUDA
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         # not prepared: Accelerate would step it once per process
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, multiplier)
@@ -61,7 +61,7 @@ class AccelerateBackend(Backend):
 
     @property
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        return float(self.scheduler.get_last_lr()[0])
 
     def save(self, directory: Path) -> None:
         # not accelerator.save_state: load_state would unpickle (see state_files.py)

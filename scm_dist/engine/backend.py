@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import ExperimentConfig
 from ..runtime import Runtime, WorldSizeError
@@ -23,6 +24,8 @@ from ..runtime import Runtime, WorldSizeError
 
 class Backend(ABC):
     """Distributed model, optimizer and schedule behind one API."""
+
+    scheduler: LambdaLR  # the per-step LR schedule, built by :meth:`prepare`
 
     def __init__(self, cfg: ExperimentConfig, runtime: Runtime, grad_accum: int) -> None:
         if cfg.train.precision == "fp16" and runtime.device.type != "cuda":

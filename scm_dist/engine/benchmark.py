@@ -115,8 +115,8 @@ def run(argv: list[str]) -> dict:
         "device": "cpu",
         "runs": [],
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         from data_shards.cli import main as shards_main
 
         shards = tmp / "synthetic"

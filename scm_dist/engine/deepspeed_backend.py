@@ -100,7 +100,7 @@ class DeepSpeedBackend(Backend):
 
     @property
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        return float(self.scheduler.get_last_lr()[0])
 
     def save(self, directory: Path) -> None:
         self.engine.save_checkpoint(str(directory), tag=CHECKPOINT_TAG)

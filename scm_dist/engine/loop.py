@@ -323,6 +323,8 @@ class Trainer:
 
     def write_final_model(self) -> Path:
         """Consolidate the last checkpoint into one fp32 file (all SCM parameters kept)."""
+        if self.last_checkpoint is None:
+            raise RuntimeError("write_final_model consolidates the last checkpoint: call it after run()")
         state = self.backend.consolidated_state_dict(self.last_checkpoint)
         path = self.output_dir / FINAL_MODEL
         if self.runtime.is_main:

@@ -22,14 +22,11 @@ def continue_schedule(
 ) -> float:
     """Set the peak LR to ``peak_lr`` at the scheduler's position; return the current LR."""
     scheduler.base_lrs = [peak_lr] * len(scheduler.base_lrs)
-    lrs = [
-        base * multiplier(scheduler.last_epoch)
-        for base, multiplier in zip(scheduler.base_lrs, scheduler.lr_lambdas)
-    ]
+    lrs = [peak_lr * multiplier(scheduler.last_epoch) for multiplier in scheduler.lr_lambdas]
     for group, lr in zip(scheduler.optimizer.param_groups, lrs):
         group["lr"] = lr
         group["initial_lr"] = peak_lr
-    scheduler._last_lr = lrs  # what get_last_lr() (and the log) report until the next step
+    scheduler._last_lr = [*lrs]  # what get_last_lr() (and the log) report until the next step
     if saved_peak_lr is not None and not math.isclose(saved_peak_lr, peak_lr, rel_tol=1e-9):
         log.warning(
             "%s was trained with peak LR %.6g; this run continues from step %d with peak LR %.6g "

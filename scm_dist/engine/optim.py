@@ -16,7 +16,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     weight decay for every parameter with ndim <= 1 (biases, norms, SCM's lambda and t)
     nor for the model's ``no_weight_decay()`` names (pos_embed, cls_token); decay the rest.
     """
-    no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    no_weight_decay = getattr(model, "no_weight_decay", None)
+    no_decay = no_weight_decay() if no_weight_decay is not None else ()
     return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_decay)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import numpy as np
 import torch
@@ -18,7 +19,9 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict:
     """Every RNG state of this process as tensors and plain data (loadable with
     ``weights_only=True``; restored by :func:`set_rng_state`)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # the legacy global generator is an MT19937: its state is the legacy tuple, never the dict
+    mt_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+    name, keys, pos, has_gauss, cached = mt_state
     state = {
         "python": random.getstate(),
         "numpy": {

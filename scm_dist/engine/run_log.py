@@ -61,6 +61,7 @@ class RunLogger:
         for key, value in metrics.items():
             if isinstance(value, (int, float)):
                 self.tensorboard.add_scalar(key, value, step)
+        assert self.bar is not None  # set in __init__ when enabled
         self.bar.set_postfix(
             loss=f"{metrics.get('train/loss', 0):.4f}",
             acc=f"{metrics.get('train/acc', 0):.1f}",
@@ -77,6 +78,7 @@ class RunLogger:
 
     def close(self) -> None:
         if self.enabled:
+            assert self.bar is not None  # set in __init__ when enabled
             self.bar.close()
             self.jsonl.close()
             self.tensorboard.close()

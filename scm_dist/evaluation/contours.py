@@ -6,6 +6,8 @@ benchmark compares against.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -14,7 +16,7 @@ from data_shards.boxes import best_box_iou
 from .quantize import integer_thresholds, quantize
 
 
-def _contours(quantized: np.ndarray, level: int) -> tuple:
+def _contours(quantized: np.ndarray, level: int) -> Sequence[np.ndarray]:
     _, binary = cv2.threshold(quantized, level, 255, cv2.THRESH_BINARY)
     return cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
 

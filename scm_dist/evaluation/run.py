@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..config import ExperimentConfig, config_to_dict
 from ..data import EvalLoader
 from ..files import write_text_atomic
-from ..models.wsol import LOCALIZATION_MAPS
+from ..models.wsol import LOCALIZATION_MAPS, DeiTWSOL
 from ..runtime import Runtime
 from .distributed import all_reduce_counts
 from .localization import LocalizationEvaluator
@@ -61,7 +61,7 @@ def _draw_pictures(
 
 @torch.no_grad()
 def evaluate(
-    cfg: ExperimentConfig, runtime: Runtime, model: torch.nn.Module, loader: EvalLoader, checkpoint: str
+    cfg: ExperimentConfig, runtime: Runtime, model: DeiTWSOL, loader: EvalLoader, checkpoint: str
 ) -> dict[str, Any]:
     """Evaluate ``model`` (in eval mode, on ``runtime.device``) on this rank's share of
     ``loader``; rank 0 writes and returns the results ({} elsewhere)."""

@@ -74,6 +74,7 @@ def maps_hits(
     all-contour IoUs (no hits where not ``multi_contour``); hole boxes that cannot change
     a hit are skipped."""
     found = maps_ious(images, taus, gt_boxes, owner, multi_contour, np.asarray(iou_thresholds) / 100)
+    assert found.all_iou is not None  # maps_ious always fills it
     return correct_at(found.largest_iou, iou_thresholds), correct_at(found.all_iou, iou_thresholds)
 
 
@@ -81,6 +82,7 @@ def map_ious(quantized: np.ndarray, taus: np.ndarray, gt_boxes: np.ndarray, mult
     """:func:`maps_ious` of one map against its GT boxes [m, 4] (entries [n_tau, ...];
     ``all_iou`` None unless ``multi_contour``)."""
     found = maps_ious(quantized[None], taus, [gt_boxes], _ONE, np.array([multi_contour]))
+    assert found.all_iou is not None  # maps_ious always fills it
     return MapIoUs(found.largest_boxes[0], found.largest_iou[0], found.all_iou[0] if multi_contour else None)
 
 

@@ -63,10 +63,12 @@ def _differences(
     and the worst parameter by ||a_p - b_p|| / ||b|| (so that a parameter whose gradient is
     rounding noise, such as a key bias, does not dominate)."""
     logits = float((a[0] - b[0]).abs().max() / b[0].abs().max().clamp_min(1e-30))
-    scale = torch.sqrt(sum(g.pow(2).sum() for g in b[1].values())).clamp_min(1e-30)
+    scale = torch.sqrt(torch.stack([g.pow(2).sum() for g in b[1].values()]).sum()).clamp_min(1e-30)
     per_param = {name: float((g - b[1][name]).norm() / scale) for name, g in a[1].items()}
-    total = float(torch.sqrt(sum((g - b[1][name]).pow(2).sum() for name, g in a[1].items())) / scale)
-    worst = max(per_param, key=per_param.get)
+    total = float(
+        torch.sqrt(torch.stack([(g - b[1][name]).pow(2).sum() for name, g in a[1].items()]).sum()) / scale
+    )
+    worst = max(per_param, key=per_param.__getitem__)
     return {"logits": logits, "grads": total, "grads_worst_param": worst, "grads_worst": per_param[worst]}
 
 
@@ -88,7 +90,7 @@ def step_correctness(check: Check) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(sizes.correctness_batch, 3, sizes.img, sizes.img, generator=gen).to(device)
     labels = torch.randint(0, 1000, (sizes.correctness_batch,), generator=gen).to(device)
-    paths = {
+    paths: dict[str, dict[str, Any]] = {
         "efficient": dict(attn_impl="fused", scm_impl="fast"),
         "naive_attention": dict(attn_impl="naive", scm_impl="fast"),
         "literal_scm": dict(attn_impl="fused", scm_impl="literal"),

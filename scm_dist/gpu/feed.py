@@ -24,10 +24,12 @@ def _imagenet_like_folder(root: Path, count: int, classes: int = 10) -> int:
     """``count`` JPEGs (q90) at the real sizes of the first ImageNet val images, photo-like
     (the loader benchmark's generator), in ``classes`` folders; returns their total bytes."""
     from data_shards.images import encode_jpeg
-    from scm_dist.data.benchmark import SIZES_FILE, _photo_like, _real_sizes
+    from data_shards.reference_data import imagenet_val_metadata
+    from scm_dist.data.benchmark import _photo_like, _real_sizes
 
     rng = np.random.default_rng(0)
-    sizes = _real_sizes(SIZES_FILE, min(count, DISTINCT_IMAGES))
+    sizes_file = imagenet_val_metadata() / "image_sizes.txt"
+    sizes = _real_sizes(sizes_file, min(count, DISTINCT_IMAGES))
     blobs = [encode_jpeg(_photo_like(width, height, rng), 90) for width, height in sizes]
     total = 0
     for i in range(count):

@@ -107,7 +107,7 @@ def _time_variant(check: Check, make: Callable[[int], TrainStep], batch: int) ->
 def _graph_breaks() -> dict[str, Any]:
     from torch._dynamo.utils import counters
 
-    breaks = counters.get("graph_break", {})
+    breaks: dict[str, int] = counters.get("graph_break", {})
     return {"count": int(sum(breaks.values())), "reasons": [str(reason)[:300] for reason in breaks][:10]}
 
 
@@ -176,15 +176,13 @@ def step_train(check: Check) -> dict[str, Any]:
     ]
     for family in ("scm", "tscam"):
         result = _run_variants(check, family, variants, sizes.batch, peak)
-        if _speed(result, "eager") and _speed(result, "naive"):
-            result["efficient_over_naive"] = round(_speed(result, "eager") / _speed(result, "naive"), 3)
+        if (eager := _speed(result, "eager")) and (naive := _speed(result, "naive")):
+            result["efficient_over_naive"] = round(eager / naive, 3)
         out[f"deit_{family}_{sizes.size}"] = result
     scm, tscam = out[f"deit_scm_{sizes.size}"], out[f"deit_tscam_{sizes.size}"]
     for variant in ("eager", "compiled"):
-        if _speed(scm, variant) and _speed(tscam, variant):
-            out[f"scm_cost_over_tscam_{variant}"] = round(
-                _speed(tscam, variant) / _speed(scm, variant) - 1, 3
-            )
+        if (scm_speed := _speed(scm, variant)) and (tscam_speed := _speed(tscam, variant)):
+            out[f"scm_cost_over_tscam_{variant}"] = round(tscam_speed / scm_speed - 1, 3)
     check.results["scm_train"] = scm
     check.results["train_images_per_s"] = _speed(scm, "compiled") or _speed(scm, "eager")
     return out
@@ -206,8 +204,6 @@ def step_scm_tf32(check: Check) -> dict[str, Any]:
         fp32.get("flops_per_image"),
     )
     for variant in ("eager", "compiled"):
-        if _speed(result, f"{variant}_tf32") and _speed(fp32, variant):
-            result[f"tf32_over_fp32_{variant}"] = round(
-                _speed(result, f"{variant}_tf32") / _speed(fp32, variant), 3
-            )
+        if (tf32_speed := _speed(result, f"{variant}_tf32")) and (fp32_speed := _speed(fp32, variant)):
+            result[f"tf32_over_fp32_{variant}"] = round(tf32_speed / fp32_speed, 3)
     return result

@@ -9,17 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ..config import ModelConfig
 from ..files import read_state_dict
 from .registry import create_wsol_model
 from .weights import check_pos_embed, convert_checkpoint
+from .wsol import DeiTWSOL
 
 
 def build_model(
     cfg: ModelConfig, num_classes: int, img_size: int | None = None, load_pretrained: bool = True
-) -> nn.Module:
+) -> DeiTWSOL:
     """The configured model (at ``img_size``, default ``model.img_size``), from
     ``model.pretrained`` when it names a file and ``load_pretrained`` is set."""
     kwargs: dict[str, Any] = dict(
@@ -37,7 +36,7 @@ def build_model(
     return create_wsol_model(cfg.name, **kwargs)
 
 
-def model_from_checkpoint(cfg: ModelConfig, checkpoint: str | Path, img_size: int) -> nn.Module:
+def model_from_checkpoint(cfg: ModelConfig, checkpoint: str | Path, img_size: int) -> DeiTWSOL:
     """The configured model at ``img_size`` with the checkpoint's weights (strict), in eval mode."""
     state = read_state_dict(checkpoint)
     head = state.get("head.weight")

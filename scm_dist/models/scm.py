@@ -291,6 +291,8 @@ class SCMLayer(nn.Module):
 class SpatialCalibration(nn.Module):
     """Four SCM layers in sequence (16 Newton-Schulz iterations first, then 4)."""
 
+    laplacian: torch.Tensor  # the grid's Laplacian, a buffer registered in __init__
+
     def __init__(
         self,
         grid_size: tuple[int, int],

@@ -18,12 +18,12 @@ The GPU check (``python -m scm_dist.bench gpu``) and the CPU tests call it.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from .scm import SpatialCalibration, newton_schulz_inverse
+from .scm import SCMLayer, SCMPrecision, SpatialCalibration, newton_schulz_inverse
 
 
 def smooth_inputs(batch: int, classes: int, grid: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,18 +48,24 @@ def _relative(value: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def _run(
-    precision: str, device: torch.device, maps: torch.Tensor, cam: torch.Tensor, first_iterations: int
+    precision: SCMPrecision | Literal["float64"],
+    device: torch.device,
+    maps: torch.Tensor,
+    cam: torch.Tensor,
+    first_iterations: int,
 ) -> dict[str, torch.Tensor]:
     """Layer 1's M and X_T, the four layers' output and its gradient, at ``precision``
     (``float64``: the reference), returned in float64 on the CPU."""
     dtype = torch.float64 if precision == "float64" else torch.float32
+    height, width = maps.shape[-2:]
     scm = SpatialCalibration(
-        tuple(maps.shape[-2:]),
+        (height, width),
         first_iterations=first_iterations,
         precision="fp32" if precision == "float64" else precision,
     ).to(device=device, dtype=dtype)
     maps_in = maps.to(device=device, dtype=dtype).requires_grad_(True)
     layer = scm.layers[0]
+    assert isinstance(layer, SCMLayer)
     matrix = layer.calibration_matrix(maps_in.detach(), scm.laplacian)
     inverse = newton_schulz_inverse(matrix, layer.iterations, precision=layer.precision)
     output = scm(maps_in, cam.to(device=device, dtype=dtype))
@@ -99,7 +105,10 @@ def precision_report(
         else "emulated (operands rounded to 10 bits)",
         "float64": {"newton_schulz_residual": residual(reference["inverse"])},
     }
-    for name in ["fp32", "tf32"] + (["tf32_emulated"] if device.type == "cuda" else []):
+    names: list[SCMPrecision] = ["fp32", "tf32"]
+    if device.type == "cuda":
+        names.append("tf32_emulated")
+    for name in names:
         run = _run(name, device, maps, cam, first_iterations)
         report[name] = {
             "newton_schulz_residual": residual(run["inverse"]),

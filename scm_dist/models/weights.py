@@ -161,7 +161,7 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
 
 
 def check_pos_embed(
-    state: dict[str, torch.Tensor], model: nn.Module, checkpoint: str | Path, allowed: bool
+    state: dict[str, torch.Tensor], model: DeiTEncoder, checkpoint: str | Path, allowed: bool
 ) -> None:
     """A position embedding for another grid is resampled only when asked for, and logged."""
     saved, target = state.get("pos_embed"), model.state_dict().get("pos_embed")

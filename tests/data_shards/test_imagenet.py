@@ -322,3 +322,19 @@ def test_layout_and_annotation_errors_name_the_path(tmp_path, capsys):
     err = capsys.readouterr().err
     for expected in cases:
         assert expected in err, (expected, err)
+
+
+def test_xml_annotation_missing_a_field_is_a_layout_error(tmp_path, capsys):
+    root = tmp_path / "in"
+    save(root / "val" / "ILSVRC2012_val_00000001.JPEG", 20, 20, 0)
+    xml = tmp_path / "xml"
+    xml.mkdir()
+    (xml / "ILSVRC2012_val_00000001.xml").write_text(
+        f"<annotation><object><name>{WNIDS[0]}</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax></bndbox></object></annotation>"
+    )
+    out = str(tmp_path / "out")
+    args = ("--root", str(root), "--split", "val", "--annotations", str(xml), "--out", out)
+    assert convert("imagenet", *args) == 2
+    err = capsys.readouterr().err
+    assert "ILSVRC2012_val_00000001.xml: <bndbox> without <ymax>" in err, err

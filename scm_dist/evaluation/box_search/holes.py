@@ -58,11 +58,11 @@ def hole_sweep(
     # added: background pixels so far, and the frame
     added, label, parent, size, box, _, cached_iou, _, dirty, slot, roots, order = work
     added[:] = 0
-    for p in range(n):
-        y, x = divmod(p, width + 2)
+    for q in range(n):
+        y, x = divmod(q, width + 2)
         if y == 0 or x == 0 or y == height + 1 or x == width + 1:
-            added[p] = 1
-            label[p] = _FRAME
+            added[q] = 1
+            label[q] = _FRAME
     parent[_FRAME] = _FRAME
     size[_FRAME] = n
     n_ids = _ONE
