@@ -58,7 +58,7 @@ class Backend(ABC):
 
     def check_world(self, seen: int, device: torch.device) -> None:
         """Fail fast when the library's world or device is not the runtime's (a process
-        that trains alone while the launcher started several: see STACK_NOTES)."""
+        that trains alone while the launcher started several: see the README, One machine)."""
         if seen != self.world_size:
             raise WorldSizeError(
                 f"the launcher started {self.world_size} processes but the backend sees a world of "

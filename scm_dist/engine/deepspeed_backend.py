@@ -1,7 +1,7 @@
 """DeepSpeed backend: ZeRO stage 0-3 from configs/deepspeed/*.json, bf16 / fp16 / fp32.
 
 ``deepspeed.initialize`` is called directly (Accelerate's DeepSpeed plugin needs the
-transformers package, see STACK_NOTES.md). The JSON file gives the ZeRO settings; the
+transformers package). The JSON file gives the ZeRO settings; the
 batch sizes, accumulation, precision, clipping and AdamW hyper-parameters always come
 from the experiment config so the two cannot disagree.
 """

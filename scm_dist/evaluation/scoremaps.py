@@ -9,7 +9,7 @@ import numpy as np
 from .contours import largest_contour_box
 from .quantize import integer_thresholds, quantize
 
-# The resize each protocol's reference code applies before normalising (EVAL_PROTOCOL.md):
+# The resize each protocol's reference code applies before normalising (docs/EVALUATION.md):
 # wsolevaluation's inference.py resizes with cv2.INTER_CUBIC, the SCM release's
 # resize_cam with cv2.resize's default, bilinear.
 INTERPOLATION = {"wsol": cv2.INTER_CUBIC, "scm-release": cv2.INTER_LINEAR}

@@ -13,7 +13,7 @@ from .functional import minmax
 from .scm import SCMImpl, SCMPrecision, SpatialCalibration
 
 MapFamily = Literal["tscam", "scm"]
-# Each family's localization map, as its own release computes it (SCM_SPEC.md, Inference):
+# Each family's localization map, as its own release computes it (docs/MODEL.md, inference):
 LOCALIZATION_MAPS: dict[str, str] = {
     "tscam": "A * S_k (TS-CAM release: raw attention sum, not min-max normalised)",
     "scm": "minmax(A) * S_k (SCM release)",

@@ -66,12 +66,11 @@ def test_picture_names_from_shard_keys_stay_inside_the_pictures_folder(tmp_path,
 
     evaluator = LocalizationEvaluator(image_size=(16, 16))
     evaluator.update(np.zeros((1, 6)), np.random.rand(1, 6, 4, 4), np.array([0]), [np.array([[2, 2, 9, 9]])])
-    results = {"protocols": {"wsol": {"MaxBoxAcc": {"cam_threshold": 0.5}}}}
     cam = np.random.rand(4, 4).astype(np.float32)
     item = dict(key=key, image=np.zeros((16, 16, 3), np.uint8), attention=cam, class_map=cam, cam=cam)
     item.update(boxes=np.array([[2, 2, 9, 9]]), label=0, pred=0)
     out = tmp_path / "a" / "b" / "run"
-    _draw_pictures([item], results, evaluator, out, 16)
+    _draw_pictures([item], 0.5, evaluator, out, 16)  # CAM threshold 0.5
     written = [p for p in tmp_path.rglob("*.png") if p.name != "threshold_curves.png"]
     assert len(written) == 1 and written[0].parent == out / "pictures", written
     assert not Path("/tmp/abs_escaped.png").exists()
