@@ -27,6 +27,11 @@ def test_scm_train_errors(tmp_path):
         )
     )
     assert message.startswith("scm-train: error:") and "missing does not exist" in message
+    # GPU decode is measured by `bench gpu` but not used by the loaders yet: refused, not ignored
+    message = _exit_message(
+        lambda: train_main(["--config", CONFIG, "data.decode=gpu", f"train.output_dir={tmp_path}/out"])
+    )
+    assert message.startswith("scm-train: error: data.decode=gpu is not wired into training yet")
 
 
 def test_scm_eval_and_export_name_the_missing_file(tmp_path):
