@@ -26,16 +26,24 @@ EvalFn = Callable[[ExperimentConfig, Any], dict]
 
 def app_train(cfg: ExperimentConfig, stop: StopFlag) -> dict:
     """scm_dist.app.train, imported on the compute node (the submit host needs no torch)."""
-    from scm_dist.app import train
+    from scm_dist.app import start_runtime, train
 
-    return train(cfg, stop)
+    runtime = start_runtime(cfg)
+    try:
+        return train(cfg, stop, runtime)
+    finally:
+        runtime.close()  # leave the process group before the interpreter exits (as the CLI does)
 
 
 def app_evaluate(cfg: ExperimentConfig, checkpoint: Any) -> dict:
     """scm_dist.app.evaluate, imported on the compute node."""
-    from scm_dist.app import evaluate
+    from scm_dist.app import evaluate, start_runtime
 
-    return evaluate(cfg, checkpoint)
+    runtime = start_runtime(cfg, training=False)
+    try:
+        return evaluate(cfg, checkpoint, runtime)
+    finally:
+        runtime.close()
 
 
 def _log(place: TaskPlace, message: str) -> None:
