@@ -35,6 +35,17 @@ def decode_rgb(data: bytes) -> np.ndarray:
     return image
 
 
+def check_jpeg_header(data: bytes) -> None:
+    """:class:`CorruptImageError` unless ``data`` is a JPEG whose header libjpeg-turbo reads:
+    the cheap check of GPU decoding, which leaves the entropy data to the GPU's decoder."""
+    if data[:2] != JPEG_MAGIC:
+        raise CorruptImageError("not a JPEG (GPU decoding reads JPEGs only)")
+    try:
+        simplejpeg.decode_jpeg_header(data)
+    except ValueError as err:
+        raise CorruptImageError(f"corrupt JPEG header ({err})") from err
+
+
 def image_problem(data: bytes) -> str | None:
     """Why ``data`` is not a sound image, or None when it decodes cleanly."""
     try:

@@ -46,11 +46,6 @@ def build_trainer(cfg: ExperimentConfig, runtime: Runtime, stop: StopFlag | None
     from .models.build import build_model
 
     check_sizes(cfg)
-    if cfg.data.decode == "gpu":  # scm_dist.data.device_input exists; the loaders do not use it yet
-        raise ValueError(
-            "data.decode=gpu is not wired into training yet (only `bench gpu` measures it); "
-            "use data.decode=cpu"
-        )
     check_world_size(runtime, cfg.train.expected_world_size)
     accum = grad_accumulation(cfg, runtime.world_size)
     backend = make_backend(cfg, runtime, accum)

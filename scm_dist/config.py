@@ -73,7 +73,7 @@ class DataConfig:
     ffcv_order: Literal["random", "quasi_random"] = "random"  # random | quasi_random
     ffcv_os_cache: bool = True  # FFCV: use the page cache (else process-local memory)
     skip_corrupt: bool = False  # train: skip undecodable samples with a warning + count
-    decode: Literal["cpu", "gpu"] = "cpu"  # webdataset JPEG decode: cpu (workers) | gpu (nvJPEG, batched)
+    decode: Literal["cpu", "gpu"] = "cpu"  # webdataset train JPEGs: cpu (workers) | gpu (nvJPEG, batched)
     # train_dir / val_dir may also be URLs (http(s)://host/prefix/train, s3://bucket/prefix/train)
     cache_dir: str = ""  # URL data: keep verified shards here, later epochs read them from disk
     remote_retries: int = 5  # URL data: retries of a failed read (reset, 5xx) in a row ...

@@ -4,11 +4,9 @@
 as ``torch.optim.AdamW`` with the same arguments (tests compare them), in one fused kernel
 per step on CUDA (``fused=True``) and multi-tensor (``foreach=True``) on CPU.
 
-Wiring (the engine owns it): the Accelerate backend builds its optimizer with this
-instead of ``torch.optim.AdamW``; the DeepSpeed backend passes ``optimizer=build_adamw(...)``
-to ``deepspeed.initialize`` and drops the ``optimizer`` section from the DeepSpeed JSON
-(``zero_allow_untested_optimizer`` is already set; its ``torch_adam`` mode takes no
-``fused`` flag, and DeepSpeed's own FusedAdam needs its CUDA ops JIT-built).
+Both backends use it: Accelerate prepares it, DeepSpeed gets it as ``optimizer=`` of
+``deepspeed.initialize`` (its JSON ``torch_adam`` mode takes no ``fused`` flag, and
+DeepSpeed's own FusedAdam needs its CUDA ops JIT-built).
 """
 
 from __future__ import annotations

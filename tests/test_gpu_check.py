@@ -42,11 +42,11 @@ def test_quick_check_runs_every_step_on_cpu(tmp_path):
     assert scm["compiled"]["graph_breaks"]["count"] == 0
     assert all(scm[v]["images_per_s"] > 0 for v in ("eager", "compiled", "naive"))
     assert scm["flops_per_image"] > 0 and 0 < scm["eager"]["mfu"]
-    for engine in ("accelerate_ddp_bf16", "deepspeed_zero2_bf16"):
+    for engine in ("accelerate_ddp_bf16", "deepspeed_zero2_bf16", "accelerate_ddp_bf16_gpu_decode"):
         assert steps["engine"][engine]["ok"], steps["engine"][engine]
     assert steps["engine"]["accelerate_ddp_bf16"]["resume_and_eval"]["eval"]["num_images"] == 16
     assert steps["loader"]["cpu_decode_webdataset"]["images_per_s"] > 0
-    assert steps["loader"]["gpu_decode"]["images_per_s"] > 0
+    assert steps["loader"]["gpu_decode_webdataset"]["images_per_s"] > 0
     assert steps["eval"]["images_per_s"] > 0
     tf32 = steps["scm_tf32"]
     assert tf32["compiled_tf32"]["graph_breaks"]["count"] == 0 and tf32["eager_tf32"]["images_per_s"] > 0

@@ -12,12 +12,15 @@ from typing import Any
 
 import torch
 
+from .device_input import HostImages
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class EvalBatch:
-    """One eval batch: images ``[B, 3, S, S]`` float32 normalised, labels ``[B]`` int64,
+    """One eval batch: images ``[B, 3, S, S]`` uint8 (normalised on the evaluation's device
+    with :func:`~scm_dist.data.device_input.normalize`), labels ``[B]`` int64,
     boxes ``B`` float32 tensors ``[n_i, 4]`` (x0, y0, x1, y1 in the S x S frame), the
     samples' keys and their ``sample_id`` (position in the split, same in every format)."""
 
@@ -39,7 +42,9 @@ def loader_workers(workers: int) -> int:
 
 
 class TrainLoader(ABC):
-    """Iterable of ``(images float32 [B, 3, crop, crop], labels int64 [B])`` for one rank.
+    """Iterable of ``(images, labels int64 [B])`` for one rank; ``images`` is a
+    :class:`~scm_dist.data.device_input.HostImages` whose ``to_model(device)`` is the model's
+    float32 ``[B, 3, crop, crop]`` input on that device.
 
     ``steps_per_epoch`` is the same on every rank. The data position is the epoch and the
     number of batches this rank has handed out in it; ``state_dict`` saves it and
@@ -124,7 +129,7 @@ class TrainLoader(ABC):
         self._epoch, self._consumed, self._resuming = epoch, consumed, True
         self.skipped_corrupt = int(state.get("skipped_corrupt", 0))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[HostImages, torch.Tensor]]:
         if self._consumed >= self.steps_per_epoch and not self._resuming:
             self._epoch, self._consumed = self._epoch + 1, 0
         self._resuming = False
@@ -143,5 +148,5 @@ class TrainLoader(ABC):
             )
 
     @abstractmethod
-    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[HostImages, torch.Tensor]]:
         """Batches ``consumed..steps_per_epoch-1`` of ``epoch`` on this rank."""

@@ -30,6 +30,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from data_shards.convert import ConvertOptions, convert_listing
@@ -121,18 +122,22 @@ def _convert(root: Path, out: Path) -> Path:
     return out / "train"
 
 
-def _measure(cfg: DataConfig) -> dict:
+def _measure(cfg: DataConfig, device: torch.device | str = "cpu") -> dict:
+    """The loader's images/s with each batch made the model's input on ``device`` (the
+    normalisation, or with ``data.decode: gpu`` the decode, counted; the device waited for)."""
     loader = build_train_loader(cfg, rank=0, world_size=1, seed=0)
     start = time.perf_counter()
     loader.set_epoch(0)
-    next(iter(loader))
+    next(iter(loader))[0].to_model(device)
     warmup = time.perf_counter() - start
     cpu_before = _cpu_seconds()
     images, start = 0, time.perf_counter()
     for epoch in range(1, 1 + TIMED_EPOCHS):
         loader.set_epoch(epoch)
         for batch, _ in loader:
+            last = batch.to_model(device)
             images += len(batch)
+    float(last.flatten()[0])  # the device has finished the last batch
     seconds = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_before
     return {

@@ -43,6 +43,11 @@ def build_train_loader(cfg: DataConfig, rank: int = 0, world_size: int = 1, seed
     """This rank's train loader over ``cfg.train_dir``."""
     _check_rank(rank, world_size)
     fmt = resolve_format(cfg.train_dir, cfg.format)
+    if cfg.decode == "gpu" and fmt != FORMAT_WEBDATASET:
+        raise ValueError(
+            f"data.decode=gpu decodes WebDataset shards only, {cfg.train_dir} is {fmt}: "
+            "set data.decode=cpu or convert the split to WebDataset"
+        )
     return _loader_class(fmt, "train")(cfg, cfg.train_dir, rank, world_size, seed)
 
 

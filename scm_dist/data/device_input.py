@@ -1,44 +1,38 @@
 """Device-side input: uint8 batches cross to the accelerator, the float work happens there.
 
-Two paths, both ending in :func:`normalize` on the device:
+A train loader hands each batch's images over as :class:`HostImages`; the train step calls
+``images.to_model(device)`` and gets the model's float32 input on the device:
 
-* CPU decode (today's loaders' geometry): the loader hands uint8 ``[B, 3, crop, crop]``
-  crops (unflipped) and a per-sample flip flag; :func:`to_device` moves them (pinned
-  memory, ``non_blocking``) and :func:`normalize` flips, converts and applies timm's
-  ImageNet mean/std there. A quarter of the bytes of float32 cross the bus.
-* GPU decode (``data.decode: gpu``, WebDataset): the loader hands the JPEG bytes and the
-  :class:`~scm_dist.data.transforms.CropParams` it drew; :func:`decode_jpegs` decodes the
-  whole batch with ``torchvision.io.decode_jpeg(device=...)`` (nvJPEG on CUDA), and
-  :func:`train_crops` / :func:`eval_resize` apply the CPU path's geometry on the device:
-  resize to ``resize x resize`` (bilinear, half-pixel centres, no antialias: what
-  OpenCV's ``INTER_LINEAR`` does), crop, round to uint8.
+* :class:`Pixels` (WebDataset with ``data.decode: cpu``, FFCV): uint8 ``[B, 3, crop, crop]``
+  crops and, for WebDataset, a per-sample flip flag. They cross through pinned memory
+  (``non_blocking``), and :func:`normalize` flips, converts and applies timm's ImageNet
+  mean/std on the device: a quarter of the bytes of float32 cross the bus.
+* :class:`Jpegs` (WebDataset with ``data.decode: gpu``): the JPEG bytes and the
+  :class:`~scm_dist.data.transforms.CropParams` the worker drew; :func:`decode_jpegs`
+  decodes the whole batch with ``torchvision.io.decode_jpeg(device=...)`` (nvJPEG on CUDA)
+  and :func:`train_crops` applies the CPU path's geometry there: resize to ``resize x
+  resize`` (bilinear, half-pixel centres, no antialias: what OpenCV's ``INTER_LINEAR``
+  does), crop, round to uint8.
+* :class:`Normalized`: float32 batches normalised by the loader (the image-folder
+  baseline, which keeps the SCM release's torchvision transforms).
 
-The same functions run on CPU (``device="cpu"``) so tests keep them alive.
-
-Wiring (not done here; the loaders and the train step own it):
-
-* ``webdataset_loader._TrainStream._decode``: draw ``CropParams`` as today but crop with
-  ``flip=False`` and yield the flags beside the uint8 batch (``data.decode: cpu``), or
-  yield the raw ``.jpg`` bytes and the params without decoding (``data.decode: gpu``);
-  ``WebDatasetTrainLoader._batches`` then yields uint8 (no ``normalize_batch``).
-* the engine's train step: ``normalize(to_device(images, device), flips)``, or for GPU
-  decode ``normalize(train_crops(decode_jpegs(jpegs, device), params, ...))``, before the
-  forward (the backends' ``forward`` then takes a device tensor as is).
-* the eval loaders likewise with :func:`eval_resize` (no flip).
-* FFCV: end its image pipeline with ``ToTensor(), ToDevice(device, non_blocking=True),
-  ToTorchImage()`` on uint8 and call :func:`normalize` (instead of ``NormalizeImage`` /
-  float32 CHW on the CPU).
+Eval batches carry uint8 images too (:attr:`~scm_dist.data.base.EvalBatch.images`); the
+evaluation normalises them on its device. Everything here also runs on CPU
+(``device="cpu"``), which is how the tests keep it alive.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from .shards import ShardError
 from .transforms import CropParams
 
 DECODES = ("cpu", "gpu")
@@ -50,6 +44,13 @@ def to_device(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     if device.type == "cuda" and not images.is_pinned():
         images = images.pin_memory()
     return images.to(device, non_blocking=device.type == "cuda")
+
+
+def pinned_copy(images: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of a host tensor, in pinned memory when CUDA is there (one copy where
+    ``.contiguous().pin_memory()`` would make two)."""
+    out = torch.empty(images.shape, dtype=images.dtype, pin_memory=torch.cuda.is_available())
+    return out.copy_(images)
 
 
 def normalize(
@@ -115,3 +116,80 @@ def eval_resize(images: Sequence[torch.Tensor], size: int) -> torch.Tensor:
 def flip_flags(params: Sequence[CropParams]) -> torch.Tensor:
     """The per-sample flip flags of a batch's crop parameters, bool ``[B]``."""
     return torch.tensor([p.flip for p in params], dtype=torch.bool)
+
+
+class HostImages(ABC):
+    """A train batch's images as the loader hands them over, before the device."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def to_model(self, device: torch.device | str) -> torch.Tensor:
+        """The model's input: float32 ``[B, 3, crop, crop]``, normalised, on ``device``."""
+
+    def pin_memory(self) -> HostImages:
+        """What the DataLoader's pin-memory thread calls (tensors pinned, bytes as they are)."""
+        return self
+
+
+@dataclass
+class Pixels(HostImages):
+    """uint8 ``[B, 3, H, W]`` and, when given, bool ``[B]`` flip flags to apply on the device."""
+
+    pixels: torch.Tensor
+    flips: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    def pin_memory(self) -> Pixels:
+        flips = None if self.flips is None else self.flips.pin_memory()
+        return Pixels(self.pixels.pin_memory(), flips)
+
+    def to_model(self, device: torch.device | str) -> torch.Tensor:
+        return normalize(to_device(self.pixels, device), self.flips)
+
+
+@dataclass
+class Jpegs(HostImages):
+    """Encoded JPEGs, their samples' keys and the crops drawn for them (``data.decode: gpu``)."""
+
+    data: list[bytes]
+    keys: list[str]
+    crops: list[CropParams]
+    resize_size: int
+    crop_size: int
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def to_model(self, device: torch.device | str) -> torch.Tensor:
+        try:
+            decoded = decode_jpegs(self.data, device)
+        except RuntimeError as err:
+            shown = ", ".join(self.keys[:3]) + (", ..." if len(self.keys) > 3 else "")
+            raise ShardError(
+                f"data.decode=gpu could not decode the batch of samples {shown} on {device} "
+                f"({str(err).splitlines()[0]}); find the sample with `scm-shards verify --deep`, "
+                "or train with data.decode=cpu and data.skip_corrupt=true"
+            ) from err
+        crops = train_crops(decoded, self.crops, self.resize_size, self.crop_size, apply_flip=False)
+        return normalize(crops, flip_flags(self.crops))
+
+
+@dataclass
+class Normalized(HostImages):
+    """float32 ``[B, 3, H, W]`` already normalised by the loader (the image-folder baseline)."""
+
+    images: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def pin_memory(self) -> Normalized:
+        return Normalized(self.images.pin_memory())
+
+    def to_model(self, device: torch.device | str) -> torch.Tensor:
+        device = torch.device(device)
+        return self.images.to(device, non_blocking=device.type == "cuda")

@@ -1,4 +1,5 @@
-"""FFCV .beton to one rank: decode, crop, flip and normalise inside the FFCV pipeline.
+"""FFCV .beton to one rank: decode, crop and flip inside the FFCV pipeline, to uint8 batches
+that are normalised on the device (:mod:`scm_dist.data.device_input`).
 
 FFCV's own ``distributed=True`` wraps torch's ``DistributedSampler`` without arguments, so
 it needs ``torch.distributed`` initialised (rank and world size come from the process
@@ -33,7 +34,6 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 from ffcv.transforms import Squeeze, ToTensor
 from ffcv.traversal_order.base import TraversalOrder
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from data_shards.schema import (
     FFCV_BOXES,
@@ -51,6 +51,7 @@ from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader
 from .decode import EVAL_HINT, SKIP_HINT
+from .device_input import HostImages, Pixels, pinned_copy
 from .shards import ShardError, ShardSet, open_shards
 from .split import balanced_range
 from .transforms import rescale_boxes
@@ -59,21 +60,11 @@ ORDERS = ("random", "quasi_random")
 BATCHES_AHEAD = 3
 
 
-def normalized_window(
-    src: np.ndarray,
-    dst: np.ndarray,
-    top: int,
-    left: int,
-    frame: int,
-    flip: bool,
-    mean: np.ndarray,
-    std: np.ndarray,
-) -> None:
-    """``dst`` (float32 ``[3, S, S]``) = the S x S window at (top, left) of ``src`` (uint8
+def resized_window(src: np.ndarray, dst: np.ndarray, top: int, left: int, frame: int, flip: bool) -> None:
+    """``dst`` (uint8 ``[3, S, S]``) = the S x S window at (top, left) of ``src`` (uint8
     ``[H, W, 3]``) resized to ``frame x frame`` bilinearly (pixel centres aligned, borders
-    replicated: OpenCV's INTER_LINEAR), mirrored when ``flip``, normalised with ``mean`` /
-    ``std`` (0-255 scale). Only the window's pixels are computed, in one pass.
-    Numba-compiled inside the FFCV pipeline."""
+    replicated: OpenCV's INTER_LINEAR), rounded, mirrored when ``flip``. Only the window's
+    pixels are computed, in one pass. Numba-compiled inside the FFCV pipeline."""
     height, width = src.shape[0], src.shape[1]
     size = dst.shape[2]
     scale_y, scale_x = height / frame, width / frame
@@ -96,15 +87,20 @@ def normalized_window(
             for c in range(3):
                 upper = src[y0, x0, c] * (1 - wx) + src[y0, x1, c] * wx
                 lower = src[y1, x0, c] * (1 - wx) + src[y1, x1, c] * wx
-                dst[c, y, out_x] = (upper * (1 - wy) + lower * wy - mean[c]) / std[c]
+                dst[c, y, out_x] = np.uint8(min(max(upper * (1 - wy) + lower * wy + 0.5, 0.0), 255.0))
 
 
 class _ResizedFrameDecoder(SimpleRGBImageDecoder):
     """JPEG decode, then the ``output x output`` window of the image resized to ``frame x
-    frame``, flipped at random when ``flip``, normalised, as float32 ``[3, S, S]``: a
+    frame``, flipped at random when ``flip``, as uint8 (normalised later on the device): a
     uniform random window for training (``frame > output``), the whole frame for eval
     (``frame == output``). The same geometry and interpolation as
-    :mod:`scm_dist.data.transforms`, without materialising the resized frame."""
+    :mod:`scm_dist.data.transforms`, without materialising the resized frame.
+
+    Each sample is ``[3, output + 1, output]``: the image, then a status row whose first byte
+    is 1 when libjpeg-turbo refused or warned about the JPEG (FFCV fields carry one array
+    per sample, and the verdict must reach the host with its image); see :func:`_split_status`.
+    """
 
     def __init__(self, output: int, frame: int, flip: bool) -> None:
         super().__init__()
@@ -112,20 +108,18 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple]:
         largest = int(self.metadata["width"].max()) * int(self.metadata["height"].max()) * 3
-        shape = (3, self.output, self.output)
+        shape = (3, self.output + 1, self.output)
         return (
-            replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<f4")),
-            (AllocationQuery(shape, np.dtype("<f4")), AllocationQuery((largest,), np.dtype("<u1"))),
+            replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("<u1")),
+            (AllocationQuery(shape, np.dtype("<u1")), AllocationQuery((largest,), np.dtype("<u1"))),
         )
 
     def generate_code(self) -> Callable:
         mem_read, jpg = self.memory_read, IMAGE_MODES["jpg"]
         my_range = Compiler.get_iterator()
         imdecode_c = Compiler.compile(imdecode)
-        window_c = Compiler.compile(normalized_window)
-        frame, spare, flip = self.frame, self.frame - self.output, self.flip
-        mean = np.array(IMAGENET_DEFAULT_MEAN, dtype=np.float32) * 255
-        std = np.array(IMAGENET_DEFAULT_STD, dtype=np.float32) * 255
+        window_c = Compiler.compile(resized_window)
+        frame, spare, flip, size = self.frame, self.frame - self.output, self.flip, self.output
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
@@ -133,13 +127,14 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
                 field = metadata[batch_indices[dst_ix]]
                 image_data = mem_read(field["data_ptr"], storage_state)
                 height, width = np.uint32(field["height"]), np.uint32(field["width"])
+                destination[dst_ix, 0, size, 0] = 0
                 if field["mode"] == jpg:
                     pixels = temp_storage[dst_ix]
                     status = imdecode_c(
                         image_data, pixels, height, width, height, width, 0, 0, 1, 1, False, False
                     )
-                    if status != 0:  # libjpeg-turbo failed or warned: mark the sample (see _corrupt)
-                        destination[dst_ix] = np.nan
+                    if status != 0:  # libjpeg-turbo failed or warned: mark the sample
+                        destination[dst_ix, 0, size, 0] = 1
                         continue
                     pixels = pixels[: 3 * height * width].reshape(height, width, 3)
                 else:
@@ -147,18 +142,19 @@ class _ResizedFrameDecoder(SimpleRGBImageDecoder):
                 top = np.random.randint(0, spare + 1)
                 left = np.random.randint(0, spare + 1)
                 mirror = flip and np.random.random() < 0.5
-                window_c(pixels, destination[dst_ix], top, left, frame, mirror, mean, std)
+                window_c(pixels, destination[dst_ix, :, :size], top, left, frame, mirror)
             return destination[: len(batch_indices)]
 
         cast(Any, decode).is_parallel = True  # FFCV's flag for a prange-compiled stage
         return decode
 
 
-def _corrupt(images: torch.Tensor) -> torch.Tensor:
-    """Rows of a decoded batch whose JPEG libjpeg-turbo refused or warned about: the decoder
-    fills them with NaN, a value normalised pixels never take. libjpeg-turbo's verdict is the
-    one :func:`data_shards.decode.decode_rgb` (``scm-shards verify --deep``) gives."""
-    return torch.isnan(images.flatten(1)[:, 0])
+def _split_status(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images ``[B, 3, S, S]``, bool ``[B]`` corrupt) of the decoder's output. The
+    corrupt rows are those libjpeg-turbo refused or warned about, the same verdict
+    :func:`data_shards.decode.decode_rgb` (``scm-shards verify --deep``) gives."""
+    size = decoded.shape[-1]
+    return decoded[:, :, :size], decoded[:, 0, size, 0].bool()
 
 
 def _corrupt_error(path: str, sample_ids: torch.Tensor, hint: str) -> ShardError:
@@ -232,8 +228,7 @@ class FFCVTrainLoader(TrainLoader):
     flips are drawn by FFCV's numba threads and are NOT reproduced. A corrupt JPEG stops
     the run with a :class:`ShardError` naming its sample_id, or with ``skip_corrupt`` is
     dropped from its batch (one short) and counted.
-    The yielded tensors live in FFCV's reused buffers: use (or copy) a batch before
-    drawing ``BATCHES_AHEAD`` more.
+    Batches are uint8, flipped already, copied out of FFCV's reused buffers.
     """
 
     def __init__(self, cfg: DataConfig, directory: str, rank: int, world_size: int, seed: int) -> None:
@@ -290,10 +285,10 @@ class FFCVTrainLoader(TrainLoader):
         mine = order[self.rank * block : (self.rank + 1) * block]
         return mine[consumed * self.batch_size :].astype(np.uint64)
 
-    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[HostImages, torch.Tensor]]:
         self._position = (epoch, consumed)
-        for images, labels, sample_ids in _iterate(self._loader):
-            bad = _corrupt(images)
+        for decoded, labels, sample_ids in _iterate(self._loader):
+            images, bad = _split_status(decoded)
             if bad.any():
                 if not self._skip_corrupt or bad.all():
                     hint = "a whole batch is corrupt: check the file" if self._skip_corrupt else SKIP_HINT
@@ -301,7 +296,9 @@ class FFCVTrainLoader(TrainLoader):
                 self._count_skipped(int(bad.sum()))
                 images, labels, sample_ids = images[~bad], labels[~bad], sample_ids[~bad]
             self.last_ids = [str(i) for i in sample_ids.tolist()]
-            yield images, labels
+            # copies (FFCV reuses its buffers), in pinned memory. Not FFCV's ToDevice: the
+            # corrupt-sample verdict must reach the host to drop and count those samples
+            yield Pixels(pinned_copy(images)), labels.clone()
 
 
 class FFCVEvalLoader:
@@ -352,7 +349,7 @@ class FFCVEvalLoader:
         names = list(self._loader.reader.handlers)
         for fields in _iterate(self._loader):
             f = dict(zip(names, fields))
-            bad = _corrupt(f[FFCV_IMAGE])
+            images, bad = _split_status(f[FFCV_IMAGE])
             if bad.any():
                 raise _corrupt_error(self._path, f[FFCV_SAMPLE_ID][bad], EVAL_HINT)
             boxes = [
@@ -363,7 +360,7 @@ class FFCVEvalLoader:
             ]
             ids = f[FFCV_SAMPLE_ID].clone()
             yield EvalBatch(
-                images=f[FFCV_IMAGE].clone(),
+                images=pinned_copy(images),
                 labels=f[FFCV_LABEL].clone(),
                 boxes=boxes,
                 keys=[str(i) for i in ids.tolist()],

@@ -16,6 +16,7 @@ from torchvision.datasets import ImageFolder
 from scm_dist.config import DataConfig
 
 from .base import TrainLoader, loader_workers
+from .device_input import HostImages, Normalized
 from .shards import FORMAT_FOLDER
 
 
@@ -65,7 +66,7 @@ class FolderTrainLoader(TrainLoader):
             self.dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
 
-    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[HostImages, torch.Tensor]]:
         self._sampler.set_epoch(epoch)
         order = list(self._sampler)[consumed * self.batch_size : self.steps_per_epoch * self.batch_size]
         loader: DataLoader[tuple[Any, int, int]] = DataLoader(
@@ -76,4 +77,4 @@ class FolderTrainLoader(TrainLoader):
             self.last_ids = [
                 str(Path(self.dataset.samples[i][0]).relative_to(root)) for i in indices.tolist()
             ]
-            yield images, labels
+            yield Normalized(images), labels

@@ -3,8 +3,8 @@
 Train: resize to ``resize x resize`` (aspect ratio not kept), random ``crop x crop``
 window, horizontal flip with probability 1/2. Eval: resize to ``size x size`` and the
 boxes rescaled into that frame and clipped to ``[0, size - 1]`` (the "+1" pixel
-convention of the metrics). Images stay uint8 ``[3, H, W]`` until a whole batch is
-normalised with ImageNet mean/std by :func:`normalize_batch`.
+convention of the metrics). Images stay uint8 ``[3, H, W]``: a whole batch crosses to the
+device as uint8 and is normalised there (:mod:`scm_dist.data.device_input`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-_MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1) * 255.0
-_STD = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1) * 255.0
 
 
 def decode_jpeg(data: bytes) -> np.ndarray | None:
@@ -70,8 +66,3 @@ def rescale_boxes(boxes: np.ndarray, width: int, height: int, size: int) -> np.n
 def eval_transform(image: np.ndarray, size: int) -> torch.Tensor:
     """uint8 ``[3, size, size]``; its boxes go through :func:`rescale_boxes`."""
     return torch.from_numpy(np.ascontiguousarray(resize(image, size).transpose(2, 0, 1)))
-
-
-def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """float32 ``[B, 3, H, W]``, ImageNet mean/std, from a uint8 batch."""
-    return images.float().sub_(_MEAN).div_(_STD)

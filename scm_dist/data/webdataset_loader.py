@@ -12,10 +12,13 @@ draws shards with replacement (seeded the same way) until it has its batches; ep
 Each worker's stream is a ``webdataset.DataPipeline`` of webdataset's own stages: a shard
 list (``ResampledShards`` in resampled mode), the tar expansion (``tar_file_expander``,
 ``group_by_keys``, in :mod:`.streams`), ``shuffle`` with a seeded ``random.Random``,
-``slice`` (the resume point) and ``batched``; the decode step (``_decode`` per train
+``slice`` (the resume point) and ``batched``; the decode step (``_prepare`` per train
 sample, run by the batch collation so that a skipped corrupt sample is counted in its batch;
-``_sample`` per eval sample, in ``map``) is ours, not ``wds.decode``: it decodes with OpenCV
-straight into the crop seeded by the sample key. Who reads what stays ours (:mod:`.split`):
+``_sample`` per eval sample, in ``map``) is ours, not ``wds.decode``: it decodes with
+libjpeg-turbo / OpenCV straight into the uint8 crop seeded by the sample key, whose flip is
+left to the device (:class:`~scm_dist.data.device_input.Pixels`); with ``data.decode: gpu``
+it checks the JPEG header and hands the bytes and crop over undecoded
+(:class:`~scm_dist.data.device_input.Jpegs`). Who reads what stays ours (:mod:`.split`):
 webdataset's ``split_by_node`` / ``split_by_worker`` hand out whole shards round robin, so
 with shards of different sizes (the last one is short) ranks would get different sample
 counts (unequal steps, a DDP hang) and eval could not cover the split exactly once for world
@@ -27,6 +30,7 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -44,17 +48,12 @@ from data_shards.schema import (
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader, loader_workers
-from .decode import EVAL_HINT, decode_sample
+from .decode import EVAL_HINT, decode_sample, encoded_sample
+from .device_input import HostImages, Jpegs, Pixels, flip_flags
 from .shards import ShardError, ShardSet, open_shards
 from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
 from .streams import segment_samples, worker_identity
-from .transforms import (
-    eval_transform,
-    normalize_batch,
-    rescale_boxes,
-    sample_crop,
-    train_transform,
-)
+from .transforms import CropParams, eval_transform, rescale_boxes, sample_crop, train_transform
 
 PREFETCH_BATCHES = 4  # per worker
 
@@ -82,12 +81,16 @@ def _data_loader(dataset: IterableDataset, workers: int) -> DataLoader:
     # no cv2.setNumThreads in the workers: after a fork it waits forever on the thread pool
     # the parent's OpenCV calls left behind (cv2 calls themselves are fork-safe)
     return DataLoader(
-        dataset, batch_size=None, num_workers=workers, prefetch_factor=PREFETCH_BATCHES if workers else None
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=PREFETCH_BATCHES if workers else None,
+        pin_memory=torch.cuda.is_available(),  # uint8 batches cross to the GPU from pinned memory
     )
 
 
 class _TrainStream(IterableDataset):
-    """Per-worker batches ``(uint8 images, labels, keys, skipped)`` of one rank's epoch."""
+    """Per-worker batches ``(HostImages, labels, keys, skipped)`` of one rank's epoch."""
 
     def __init__(
         self, shards: ShardSet, cfg: DataConfig, rank: int, world_size: int, seed: int, steps: int
@@ -108,36 +111,40 @@ class _TrainStream(IterableDataset):
         stop = start + quotas[worker] * self.cfg.batch_size
         return _listed(self.shards, segments(order.tolist(), self.shards.counts, start, stop))
 
-    def _decode(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int, str] | None:
+    def _prepare(self, sample: dict[str, Any]) -> tuple[Any, CropParams, int, str] | None:
+        """(uint8 crop, unflipped, or with ``data.decode: gpu`` the JPEG bytes), the crop
+        parameters seeded by the sample key, label and key; None for a skipped sample."""
         key = sample["__key__"]
-        image = decode_sample(sample, self.cfg.skip_corrupt)
+        cfg = self.cfg
+        rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode())])
+        if cfg.decode == "gpu":
+            image: Any = encoded_sample(sample, cfg.skip_corrupt)
+        else:
+            image = decode_sample(sample, cfg.skip_corrupt)
         if image is None:
             return None
-        rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode())])
-        params = sample_crop(rng, self.cfg.resize_size, self.cfg.crop_size)
-        return (
-            train_transform(image, params, self.cfg.resize_size, self.cfg.crop_size),
-            int(_member(sample, WDS_LABEL_KEY)),
-            key,
-        )
+        params = sample_crop(rng, cfg.resize_size, cfg.crop_size)
+        if cfg.decode == "cpu":
+            image = train_transform(image, replace(params, flip=False), cfg.resize_size, cfg.crop_size)
+        return image, params, int(_member(sample, WDS_LABEL_KEY)), key
 
-    def _decode_batch(self, group: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
-        """A batch of raw samples decoded (the undecodable ones skipped and counted)."""
-        decoded = [d for d in map(self._decode, group) if d is not None]
-        if not decoded:
+    def _collate(self, group: list[dict[str, Any]]) -> tuple[HostImages, torch.Tensor, list[str], int]:
+        """A batch of raw samples prepared (the undecodable ones skipped and counted)."""
+        prepared = [p for p in map(self._prepare, group) if p is not None]
+        if not prepared:
             raise ShardError(
                 f"a whole batch of {len(group)} samples (from "
                 f"{group[0]['__url__']}) is undecodable; check the shards"
             )
-        images, labels, keys = zip(*decoded)
-        return (
-            torch.stack(images),
-            torch.tensor(labels, dtype=torch.int64),
-            list(keys),
-            len(group) - len(decoded),
-        )
+        images, params, labels, keys = (list(column) for column in zip(*prepared))
+        host: HostImages
+        if self.cfg.decode == "gpu":
+            host = Jpegs(images, keys, params, self.cfg.resize_size, self.cfg.crop_size)
+        else:
+            host = Pixels(torch.stack(images), flip_flags(params))
+        return host, torch.tensor(labels, dtype=torch.int64), keys, len(group) - len(prepared)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str], int]]:
+    def __iter__(self) -> Iterator[tuple[HostImages, torch.Tensor, list[str], int]]:
         physical, workers = worker_identity()
         worker = logical_worker(physical, self.consumed, workers)
         quotas = worker_batches(self.steps, workers)
@@ -154,7 +161,7 @@ class _TrainStream(IterableDataset):
             ),
             # the samples already handed out before a resume pass through undecoded
             wds.slice(done * batch, quotas[worker] * batch),
-            wds.batched(batch, collation_fn=self._decode_batch, partial=True),
+            wds.batched(batch, collation_fn=self._collate, partial=True),
         )
         return iter(pipeline)
 
@@ -195,12 +202,12 @@ class WebDatasetTrainLoader(TrainLoader):
             "shuffle_buffer": self._cfg.shuffle_buffer,
         }
 
-    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, epoch: int, consumed: int) -> Iterator[tuple[HostImages, torch.Tensor]]:
         self._stream.epoch, self._stream.consumed = epoch, consumed
         for images, labels, keys, skipped in _data_loader(self._stream, self.workers):
             self._count_skipped(skipped)
             self.last_ids = keys
-            yield normalize_batch(images), labels
+            yield images, labels
 
 
 class _EvalStream(IterableDataset):
@@ -260,6 +267,4 @@ class WebDatasetEvalLoader:
         self.num_samples = self._stream.stop - self._stream.start
 
     def __iter__(self) -> Iterator[EvalBatch]:
-        for batch in _data_loader(self._stream, self.workers):
-            batch.images = normalize_batch(batch.images)
-            yield batch
+        yield from _data_loader(self._stream, self.workers)

@@ -86,7 +86,7 @@ def _bare_loop(cfg: ExperimentConfig) -> float:
         if step == warmup:
             start = time.perf_counter()
         images, labels = next(batches)
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss = torch.nn.functional.cross_entropy(model(images.to_model("cpu")), labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

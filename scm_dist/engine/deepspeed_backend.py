@@ -2,8 +2,9 @@
 
 ``deepspeed.initialize`` is called directly (Accelerate's DeepSpeed plugin needs the
 transformers package). The JSON file gives the ZeRO settings; the
-batch sizes, accumulation, precision, clipping and AdamW hyper-parameters always come
-from the experiment config so the two cannot disagree.
+batch sizes, accumulation, precision and clipping always come from the experiment config,
+and the optimizer is ours (:func:`~scm_dist.optim_build.build_adamw`, fused on CUDA), built
+from the experiment config, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..optim_build import build_adamw
 from ..runtime import Runtime
 from .backend import Backend
 from .safe_deepspeed import use_safe_checkpoint_engine
@@ -41,20 +43,17 @@ def build_deepspeed_config(cfg: ExperimentConfig, world_size: int, grad_accum: i
         gradient_clipping=cfg.optim.grad_clip,
         bf16={"enabled": cfg.train.precision == "bf16"},
         fp16={"enabled": cfg.train.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
-        optimizer={
-            "type": "AdamW",
-            "params": {
-                "lr": lr,
-                "betas": list(cfg.optim.betas),
-                "eps": cfg.optim.eps,
-                "weight_decay": cfg.optim.weight_decay,
-                "torch_adam": True,
-                "adam_w_mode": True,
-            },
-        },
+        zero_allow_untested_optimizer=True,  # ours: torch's AdamW (see DeepSpeedBackend.prepare)
     )
+    ds.pop("optimizer", None)  # the optimizer is built from the experiment config
     ds.setdefault("steps_per_print", 10**9)
     return ds
+
+
+def offloads_optimizer(ds_config: dict) -> bool:
+    """Whether ZeRO keeps the optimizer state on the CPU (``offload_optimizer``)."""
+    offload = ds_config.get("zero_optimization", {}).get("offload_optimizer") or {}
+    return offload.get("device", "none") not in ("none", None)
 
 
 class DeepSpeedBackend(Backend):
@@ -72,9 +71,17 @@ class DeepSpeedBackend(Backend):
     ) -> None:
         config = build_deepspeed_config(self.cfg, self.world_size, self.grad_accum, lr)
         self.zero_stage = config.get("zero_optimization", {}).get("stage", 0)
+        # torch's AdamW handed to DeepSpeed (which steps it on its fp32 partitions): the fused
+        # kernel on CUDA, where DeepSpeed's own FusedAdam would need its CUDA ops JIT-built;
+        # the same update as the Accelerate backend's
+        beta1, beta2 = self.cfg.optim.betas
+        on_gpu = self.device.type == "cuda" and not offloads_optimizer(config)
+        optimizer = build_adamw(
+            groups, lr=lr, betas=(beta1, beta2), eps=self.cfg.optim.eps, impl="fused" if on_gpu else "foreach"
+        )
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
-            model_parameters=groups,
+            optimizer=optimizer,
             config=config,
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, multiplier),
         )

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..config import ExperimentConfig, config_to_dict, save_config
 from ..data import TrainLoader
+from ..data.device_input import HostImages
 from ..files import save_atomic
 from ..runtime import Runtime
 from ..stop import StopFlag
@@ -218,7 +219,7 @@ class Trainer:
         return self.last_checkpoint
 
     # -- the loop ---------------------------------------------------------------------
-    def _next_batch(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    def _next_batch(self, batches) -> tuple[HostImages, torch.Tensor]:
         # the loader must not touch the global RNG (drop path draws from it): resuming
         # re-creates its iterator at another moment than an uninterrupted run does
         with torch.random.fork_rng(devices=[]):
@@ -228,8 +229,9 @@ class Trainer:
         backend = self.backend
         for micro in range(self.accum):
             waited = time.perf_counter()
-            images, labels = self._next_batch(batches)
+            host_images, labels = self._next_batch(batches)
             meter.data_s += time.perf_counter() - waited
+            images = host_images.to_model(backend.device)  # uint8 crosses, normalised on the device
             labels = labels.to(backend.device, non_blocking=True)
             with backend.micro_step(sync=micro == self.accum - 1):
                 logits = backend.forward(images).float()

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from tqdm import tqdm
 
 from ..config import ExperimentConfig, config_to_dict
 from ..data import EvalLoader
+from ..data.device_input import normalize, to_device
 from ..files import write_text_atomic
 from ..models.wsol import LOCALIZATION_MAPS, DeiTWSOL
 from ..runtime import Runtime
@@ -32,13 +32,6 @@ from .table import format_table
 
 log = logging.getLogger("scm_dist.eval")
 RESULTS = "results.json"
-
-
-def _denormalize(images: torch.Tensor) -> np.ndarray:
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
-    pixels = (images.float().cpu() * std + mean).clamp(0, 1) * 255
-    return pixels.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _draw_pictures(
@@ -74,11 +67,11 @@ def evaluate(
     )
     pictures: list[dict] = []
     for batch in tqdm(loader, desc=f"eval rank {runtime.rank}", disable=not runtime.is_main, unit="batch"):
-        out = model(batch.images.to(runtime.device))
+        out = model(normalize(to_device(batch.images, runtime.device)))
         evaluator.update(out.logits.float(), out.cams.float(), batch.labels, batch.boxes)
         wanted = cfg.eval.num_pictures - len(pictures) if runtime.is_main else 0
         if wanted > 0:
-            images = _denormalize(batch.images[:wanted])
+            images = batch.images[:wanted].permute(0, 2, 3, 1).numpy()  # uint8 HWC
             for i, image in enumerate(images):
                 label = int(batch.labels[i])
                 pictures.append(

@@ -17,10 +17,12 @@ so that a timeout still leaves the finished parts:
    measured bf16 matmul rate, measured here), peak memory.
 4. ``engine``: the real ``scm-train`` CLI under ``torchrun`` with one process (NCCL on
    CUDA, gloo on CPU) on a small synthetic shard set: Accelerate DDP bf16 and DeepSpeed
-   ZeRO-2 bf16, each trained, checkpointed, resumed in a second launch, evaluated after.
+   ZeRO-2 bf16, each trained, checkpointed, resumed in a second launch, evaluated after;
+   Accelerate with ``data.decode=gpu`` trained and resumed.
 5. ``loader``: feed rate on this machine's cores at ImageNet-like JPEG sizes: the
-   WebDataset loader (CPU decode, one worker per core) and the GPU decode path
-   (:mod:`scm_dist.data.device_input`), beside the train step's images/s.
+   WebDataset loader with CPU decode (one worker per core) and with ``data.decode=gpu``
+   (:mod:`scm_dist.data.device_input`), each batch made the model's input on the device,
+   beside the train step's images/s.
 6. ``eval``: ``scm-eval``'s evaluation (both protocols) images/s on the device.
 7. ``scm_tf32``: the SCM train step with ``model.scm_precision=tf32`` (eager and compiled)
    against step 3's fp32, in whatever time the steps before left.

@@ -1,5 +1,6 @@
 """Step 4 of the GPU check: the real ``scm-train`` under torchrun (one process) with
-Accelerate DDP and DeepSpeed ZeRO-2, bf16: trained, checkpointed, resumed, evaluated.
+Accelerate DDP and DeepSpeed ZeRO-2, bf16: trained, checkpointed, resumed, evaluated; and
+Accelerate again with ``data.decode=gpu`` (trained and resumed).
 """
 
 from __future__ import annotations
@@ -158,13 +159,18 @@ def step_engine(check: Check) -> dict[str, Any]:
         "img_size": sizes.engine_img,
         "batch": sizes.engine_batch,
     }
-    for engine in ("accelerate", "deepspeed"):
-        name = "accelerate_ddp_bf16" if engine == "accelerate" else "deepspeed_zero2_bf16"
-        output_dir = check.workdir / "runs" / engine
-        base = _engine_overrides(check, shards, engine, output_dir)
+    runs_to_do: tuple[tuple[str, str, list[str]], ...] = (
+        ("accelerate_ddp_bf16", "accelerate", []),
+        ("deepspeed_zero2_bf16", "deepspeed", []),
+        ("accelerate_ddp_bf16_gpu_decode", "accelerate", ["data.decode=gpu"]),
+    )
+    for name, engine, decode in runs_to_do:
+        output_dir = check.workdir / "runs" / name
+        base = _engine_overrides(check, shards, engine, output_dir) + decode
         runs: dict[str, Any] = {}
-        # quick: the evaluation after training once (Accelerate), it is the same code
-        evaluate = not check.quick or engine == "accelerate"
+        # the evaluation after training: on the first Accelerate run (quick) or on the two
+        # engines (it does not depend on the train decode)
+        evaluate = name == "accelerate_ddp_bf16" or (not check.quick and not decode)
         for phase, steps, extra in (
             ("train", sizes.engine_steps, ["eval.after_train=false"]),
             ("resume_and_eval", 2 * sizes.engine_steps, [f"eval.after_train={str(evaluate).lower()}"]),
@@ -185,7 +191,7 @@ def step_engine(check: Check) -> dict[str, Any]:
             and ("eval" in second or not evaluate)
         )
         out[name] = runs
-    final = check.workdir / "runs" / "accelerate" / "model_final.pt"
+    final = check.workdir / "runs" / "accelerate_ddp_bf16" / "model_final.pt"
     if final.is_file():
         check.results["eval_checkpoint"] = final
         check.results["eval_overrides"] = _engine_overrides(

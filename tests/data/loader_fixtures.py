@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from data_shards.schema import (
     FORMAT_WEBDATASET,
@@ -28,6 +29,8 @@ from data_shards.schema import (
 )
 from scm_dist.config import DataConfig
 
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 SIZES = ((64, 48), (80, 60), (50, 70), (96, 96))  # (width, height)
 RED = (255, 0, 0)
 
@@ -36,6 +39,12 @@ RED = (255, 0, 0)
 class Sample:
     info: SampleInfo
     image: np.ndarray  # RGB uint8
+
+
+def imagenet_normalized(images: torch.Tensor) -> torch.Tensor:
+    """What the loaders computed on the CPU before the device-side input: uint8 ``[B, 3, H,
+    W]`` to ``(x / 255 - mean) / std`` in float32, written out independently of the code."""
+    return (images.float() / 255 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def object_image(width: int, height: int, box: tuple[int, int, int, int], seed: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import boto3
 import torch
 
 from scm_dist.data import build_eval_loader, build_train_loader
+from scm_dist.data.device_input import HostImages
 from scm_dist.data.remote_servers import s3_environment
 
 
@@ -62,6 +63,8 @@ def same_batches(a: list, b: list) -> bool:
         return False
     for x, y in zip(a, b):
         for u, v in zip(x, y):
+            if isinstance(u, HostImages):  # train batches: compare the model's input
+                u, v = u.to_model("cpu"), v.to_model("cpu")
             if isinstance(u, torch.Tensor):
                 if not torch.equal(u, v):
                     return False

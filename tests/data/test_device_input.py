@@ -3,17 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from loader_fixtures import imagenet_normalized
 
 from data_shards.images import encode_jpeg
 from scm_dist.data import device_input
 from scm_dist.data.benchmark import _photo_like
-from scm_dist.data.transforms import (
-    decode_jpeg,
-    eval_transform,
-    normalize_batch,
-    sample_crop,
-    train_transform,
-)
+from scm_dist.data.transforms import decode_jpeg, eval_transform, sample_crop, train_transform
 
 SIZES = [(500, 375), (333, 500), (120, 90), (640, 480)]  # down- and upscaled to 256
 
@@ -34,14 +29,14 @@ def _todays_batch(jpegs, params):
 
 def test_uint8_path_with_device_flip_equals_todays_normalised_batch(batch):
     jpegs, params = batch
-    today = normalize_batch(_todays_batch(jpegs, params))
+    today = imagenet_normalized(_todays_batch(jpegs, params))
     unflipped = [type(p)(p.top, p.left, False) for p in params]
     crops = _todays_batch(jpegs, unflipped)  # what the loader hands over on this path
     moved = device_input.to_device(crops, "cpu")
     assert moved.dtype == torch.uint8
     out = device_input.normalize(moved, device_input.flip_flags(params))
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, today, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, today, rtol=0, atol=1e-5)
 
 
 def test_gpu_decode_path_on_cpu_matches_todays_batch(batch):
@@ -54,7 +49,7 @@ def test_gpu_decode_path_on_cpu_matches_todays_batch(batch):
     assert crops.dtype == torch.uint8 and crops.shape == today.shape
     assert (crops.int() - today.int()).abs().max() <= 1
     torch.testing.assert_close(
-        device_input.normalize(crops), normalize_batch(today), rtol=0, atol=1.01 / (255 * 0.224)
+        device_input.normalize(crops), imagenet_normalized(today), rtol=0, atol=1.01 / (255 * 0.224)
     )
     # the flip can also be left to normalize: the same batch
     unflipped = device_input.train_crops(decoded, params, 256, 224, apply_flip=False)
@@ -75,7 +70,7 @@ def test_normalize_in_bf16_and_bad_input():
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     out = device_input.normalize(images, dtype=torch.bfloat16)
     assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), normalize_batch(images), rtol=1e-2, atol=2e-2)
+    torch.testing.assert_close(out.float(), imagenet_normalized(images), rtol=1e-2, atol=2e-2)
     with pytest.raises(ValueError, match="uint8 batch"):
         device_input.normalize(images.float())
     with pytest.raises(ValueError, match="crop parameters"):

@@ -19,7 +19,8 @@ def _ids(loader, epoch=None):
         loader.set_epoch(epoch)
     out = []
     for images, labels in loader:
-        assert images.shape == (4, 3, 48, 48) and images.dtype == torch.float32
+        model_input = images.to_model("cpu")
+        assert model_input.shape == (4, 3, 48, 48) and model_input.dtype == torch.float32
         assert labels.tolist() == [int(i.split("class")[1][0]) for i in loader.last_ids]
         out.append(list(loader.last_ids))
     return out

@@ -4,13 +4,11 @@ import numpy as np
 import pytest
 import torch
 from loader_fixtures import object_image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from scm_dist.data.ffcv_loader import normalized_window
+from scm_dist.data.ffcv_loader import resized_window
 from scm_dist.data.transforms import (
     CropParams,
     eval_transform,
-    normalize_batch,
     rescale_boxes,
     sample_crop,
     train_transform,
@@ -75,21 +73,11 @@ def test_sample_crop_covers_every_offset_and_both_flips():
 
 
 @pytest.mark.parametrize("top,left,flip", [(0, 0, False), (16, 3, True), (7, 16, False)])
-def test_ffcv_window_equals_resize_crop_flip_normalise(top, left, flip):
+def test_ffcv_window_equals_resize_crop_flip(top, left, flip):
     image = object_image(90, 70, (20, 10, 50, 40), seed=3)
-    window = np.zeros((3, 48, 48), np.float32)
-    mean = np.array(IMAGENET_DEFAULT_MEAN, np.float32) * 255
-    std = np.array(IMAGENET_DEFAULT_STD, np.float32) * 255
-    normalized_window(image, window, top, left, 64, flip, mean, std)  # Python here, numba in FFCV
-    naive = train_transform(image, CropParams(top, left, flip), resize_size=64, crop_size=48)
-    expected = normalize_batch(naive[None])[0].numpy()
+    window = np.zeros((3, 48, 48), np.uint8)
+    resized_window(image, window, top, left, 64, flip)  # Python here, numba in FFCV
+    expected = train_transform(image, CropParams(top, left, flip), resize_size=64, crop_size=48).numpy()
     # OpenCV rounds to 8 bits with fixed-point weights: at most one level apart
-    assert np.abs(window - expected).max() <= 1.01 / (255 * min(IMAGENET_DEFAULT_STD))
-
-
-def test_normalize_batch_is_imagenet_mean_std():
-    images = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
-    expected = (images.float() / 255 - torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        IMAGENET_DEFAULT_STD
-    ).view(1, 3, 1, 1)
-    torch.testing.assert_close(normalize_batch(images), expected)
+    assert np.abs(window.astype(int) - expected).max() <= 1
+    assert (window != expected).mean() < 0.25

@@ -102,6 +102,27 @@ def _train_and_snapshot_live_model(job: dict, cfg, runtime) -> dict:
     return summary
 
 
+def _train_and_name_optimizer(job: dict, cfg, runtime) -> dict:
+    """Train; the summary with the SCM scalars before training and the class and kernel
+    flags of the AdamW that stepped."""
+    from scm_dist import app
+
+    trainer = app.build_trainer(cfg, runtime)
+    before = trainer.backend.scalar_parameters()
+    summary = trainer.run()
+    summary["scalars_before"] = before
+    optimizer = trainer.backend.optimizer
+    while not isinstance(optimizer, torch.optim.Optimizer) or hasattr(optimizer, "optimizer"):
+        optimizer = optimizer.optimizer  # Accelerate's and ZeRO's wrappers hold the real one
+    defaults = optimizer.defaults
+    summary["optimizer"] = {
+        "class": type(optimizer).__name__,
+        "foreach": defaults.get("foreach"),
+        "fused": defaults.get("fused"),
+    }
+    return summary
+
+
 def _evaluate(job: dict, cfg, runtime) -> dict:
     from scm_dist import app
 
@@ -129,6 +150,7 @@ def _collectives(job: dict, cfg, runtime) -> dict:
 JOBS = {
     "train": _train,
     "train_snapshot": _train_and_snapshot_live_model,
+    "train_optimizer": _train_and_name_optimizer,
     "evaluate": _evaluate,
     "collectives": _collectives,
 }

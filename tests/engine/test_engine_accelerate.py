@@ -50,6 +50,25 @@ def test_ddp_fp32_learns_and_resume_is_bitwise(synthetic_shards, tmp_path):
     assert a["scm.layers.0.lam"].item() != 1.0
 
 
+def test_gpu_decode_trains_and_resumes_bitwise(synthetic_shards, tmp_path):
+    """data.decode=gpu (the decode runs on this CPU): JPEG bytes reach the train step, which
+    decodes, crops, flips and normalises there; a stopped run resumes to the same weights."""
+    job = dict(
+        kind="train",
+        shards=str(synthetic_shards),
+        output_dir=str(tmp_path / "straight"),
+        overrides=["train.max_steps=8", "train.log_every=4", "data.decode=gpu", "data.workers=2"],
+    )
+    assert run_ranks(job, 1)[0]["status"] == "completed"
+    stopped = run_ranks(dict(job, output_dir=str(tmp_path / "resumed"), stop_after=3), 1)
+    assert stopped[0]["status"] == "preempted" and stopped[0]["step"] == 4
+    assert run_ranks(dict(job, output_dir=str(tmp_path / "resumed")), 1)[0]["step"] == 8
+    a, b = _weights(tmp_path / "straight/model_final.pt"), _weights(tmp_path / "resumed/model_final.pt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    assert all(0 < loss < 10 for loss in _losses(tmp_path / "straight"))
+
+
 def test_ddp_bf16_runs(synthetic_shards, tmp_path):
     job = dict(
         kind="train",
