@@ -12,7 +12,7 @@ shift || true
 WHEELS=${GPU_WHEELS:-.gpu_wheels}
 SITE="$WHEELS/site"
 # install the carried wheels only where the packages are missing (the GPU machine)
-if ! "$PY" -c 'import deepspeed, webdataset, braceexpand, submitit' 2> /dev/null; then
+if ! "$PY" -c 'import deepspeed, webdataset, braceexpand, submitit, simplejpeg' 2> /dev/null; then
   if compgen -G "$WHEELS/*.whl" > /dev/null && [ ! -d "$SITE" ]; then
     if ! "$PY" -m pip install -q --no-index --no-deps --target "$SITE" "$WHEELS"/*.whl; then
       # no pip: a wheel is a zip archive; unpacking it is the install for pure-Python code
@@ -20,7 +20,7 @@ if ! "$PY" -c 'import deepspeed, webdataset, braceexpand, submitit' 2> /dev/null
         "$SITE" "$WHEELS"/*.whl
     fi
   fi
-  [ -d "$SITE" ] || echo "gpu check: deepspeed/webdataset missing and no $WHEELS/ (run make gpu-wheels)" >&2
+  [ -d "$SITE" ] || echo "gpu check: deepspeed/webdataset/simplejpeg missing and no $WHEELS/ (run make gpu-wheels)" >&2
   export PYTHONPATH="$PWD/$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

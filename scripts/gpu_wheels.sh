@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${GPU_WHEELS:-.gpu_wheels}
-# what deepspeed, webdataset and submitit need beyond the GPU machine's torch, timm and
-# accelerate stack (psutil, packaging, numpy, tqdm, pyyaml, cloudpickle are there)
-PACKAGES=(webdataset braceexpand submitit hjson py-cpuinfo einops msgpack ninja pydantic pydantic-core
-  annotated-types typing-inspection typing-extensions)
+# what deepspeed, webdataset, submitit and our strict JPEG check (simplejpeg) need beyond the
+# GPU machine's torch, timm and accelerate stack (psutil, packaging, numpy, tqdm, pyyaml,
+# cloudpickle are there)
+PACKAGES=(webdataset braceexpand submitit simplejpeg hjson py-cpuinfo einops msgpack ninja pydantic
+  pydantic-core annotated-types typing-inspection typing-extensions)
 pinned=()
 for name in "${PACKAGES[@]}"; do
   version=$("$PY" -m pip show "$name" 2>/dev/null | awk '/^Version:/ {print $2}')

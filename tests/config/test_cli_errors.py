@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from scm_dist.cli import eval_main, train_main
@@ -27,11 +29,24 @@ def test_scm_train_errors(tmp_path):
         )
     )
     assert message.startswith("scm-train: error:") and "missing does not exist" in message
-    # GPU decode is measured by `bench gpu` but not used by the loaders yet: refused, not ignored
+    # GPU decode reads WebDataset shards only: another format is refused, not silently decoded on the CPU
+    folder = tmp_path / "folder" / "class0"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
     message = _exit_message(
-        lambda: train_main(["--config", CONFIG, "data.decode=gpu", f"train.output_dir={tmp_path}/out"])
+        lambda: train_main(
+            [
+                "--config",
+                CONFIG,
+                "data.decode=gpu",
+                "data.format=folder",
+                f"data.train_dir={folder.parent}",
+                f"train.output_dir={tmp_path}/out",
+            ]
+        )
     )
-    assert message.startswith("scm-train: error: data.decode=gpu is not wired into training yet")
+    assert message.startswith("scm-train: error: data.decode=gpu decodes WebDataset shards only")
+    assert "set data.decode=cpu" in message
 
 
 def test_scm_eval_and_export_name_the_missing_file(tmp_path):
