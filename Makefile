@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := pkg-config libopencv-dev libturbojpeg0-dev slurm-wlm munge nginx
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: setup apt demo lint test bench gpu-wheels gpu-check gpu-check-quick slurm-up slurm-down clean-venv
+.PHONY: setup apt demo lint test bench gpu-wheels gpu-check gpu-rehearsal gpu-check-quick slurm-up slurm-down clean-venv
 
 setup: apt $(STAMP)
 
@@ -51,6 +51,11 @@ gpu-wheels: setup
 
 gpu-check:
 	scripts/gpu_check.sh $${OUT:-.}
+
+# the check at --quick sizes under the GPU machine's Python 3.12 / torch 2.11 stack (own venv,
+# about 5 GB downloaded once): catches a missing wheel or an API too new for that torch
+gpu-rehearsal: setup
+	PY=$(PY) scripts/gpu_rehearsal.sh $${OUT:-gpu_rehearsal}
 
 # every step of the check on this CPU, tiny sizes (what CI runs)
 gpu-check-quick: setup

@@ -33,6 +33,11 @@ class EvalBatch:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def pin_memory(self) -> EvalBatch:
+        """What the DataLoader's pin-memory thread calls (on CUDA hosts): the images pinned."""
+        self.images = self.images.pin_memory()
+        return self
+
 
 def loader_workers(workers: int) -> int:
     """Worker processes to start: the configured number, 0 meaning the main process."""
