@@ -15,8 +15,8 @@ list (``ResampledShards`` in resampled mode), the tar expansion (``tar_file_expa
 ``slice`` (the resume point) and ``batched``; the decode step (``_prepare`` per train
 sample, run by the batch collation so that a skipped corrupt sample is counted in its batch;
 ``_sample`` per eval sample, in ``map``) is ours, not ``wds.decode``: it decodes with
-libjpeg-turbo / OpenCV straight into the uint8 crop seeded by the sample key, whose flip is
-left to the device (:class:`~scm_dist.data.device_input.Pixels`); with ``data.decode: gpu``
+libjpeg-turbo / OpenCV straight into the uint8 crop (and flip) seeded by the sample key,
+normalised later on the device (:class:`~scm_dist.data.device_input.Pixels`); with ``data.decode: gpu``
 it checks the JPEG header and hands the bytes and crop over undecoded
 (:class:`~scm_dist.data.device_input.Jpegs`). Who reads what stays ours (:mod:`.split`):
 webdataset's ``split_by_node`` / ``split_by_worker`` hand out whole shards round robin, so
@@ -30,7 +30,6 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,7 @@ from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader, loader_workers
 from .decode import EVAL_HINT, decode_sample, encoded_sample
-from .device_input import HostImages, Jpegs, Pixels, flip_flags
+from .device_input import HostImages, Jpegs, Pixels
 from .shards import ShardError, ShardSet, open_shards
 from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
 from .streams import segment_samples, worker_identity
@@ -112,8 +111,8 @@ class _TrainStream(IterableDataset):
         return _listed(self.shards, segments(order.tolist(), self.shards.counts, start, stop))
 
     def _prepare(self, sample: dict[str, Any]) -> tuple[Any, CropParams, int, str] | None:
-        """(uint8 crop, unflipped, or with ``data.decode: gpu`` the JPEG bytes), the crop
-        parameters seeded by the sample key, label and key; None for a skipped sample."""
+        """(uint8 crop, or with ``data.decode: gpu`` the JPEG bytes), the crop parameters
+        seeded by the sample key, label and key; None for a skipped sample."""
         key = sample["__key__"]
         cfg = self.cfg
         rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode())])
@@ -125,7 +124,7 @@ class _TrainStream(IterableDataset):
             return None
         params = sample_crop(rng, cfg.resize_size, cfg.crop_size)
         if cfg.decode == "cpu":
-            image = train_transform(image, replace(params, flip=False), cfg.resize_size, cfg.crop_size)
+            image = train_transform(image, params, cfg.resize_size, cfg.crop_size)
         return image, params, int(_member(sample, WDS_LABEL_KEY)), key
 
     def _collate(self, group: list[dict[str, Any]]) -> tuple[HostImages, torch.Tensor, list[str], int]:
@@ -141,7 +140,7 @@ class _TrainStream(IterableDataset):
         if self.cfg.decode == "gpu":
             host = Jpegs(images, keys, params, self.cfg.resize_size, self.cfg.crop_size)
         else:
-            host = Pixels(torch.stack(images), flip_flags(params))
+            host = Pixels(torch.stack(images))
         return host, torch.tensor(labels, dtype=torch.int64), keys, len(group) - len(prepared)
 
     def __iter__(self) -> Iterator[tuple[HostImages, torch.Tensor, list[str], int]]:

@@ -1,5 +1,5 @@
 """The loaders' device-side input on real shards: uint8 batches that the train step
-normalises (and flips) on its device give today's normalised batch; GPU decoding (run here
+normalises on its device give today's normalised batch; GPU decoding (run here
 on the CPU) gives the same batches within one grey level, with the same samples."""
 
 import logging
@@ -44,17 +44,15 @@ def _batches(cfg, epoch: int, seed: int = 3):
 
 
 def test_uint8_batches_normalised_on_the_device_are_todays_batches(split40):
+    """Crops and flips drawn per sample key as before; only the normalisation moved."""
     directory, _ = split40
     jpegs = _jpegs_by_key(directory)
     batches = _batches(small_config(directory, "webdataset", workers=2), epoch=1)
-    flips = 0
     for images, _, keys in batches:
         assert isinstance(images, Pixels) and images.pixels.dtype == torch.uint8
-        flips += int(images.flips.sum())
         torch.testing.assert_close(
             images.to_model("cpu"), _todays_batch(jpegs, keys, 3, 1), rtol=0, atol=1e-5
         )
-    assert 0 < flips < 40  # both kinds of sample were there
 
 
 def test_gpu_decode_gives_the_same_samples_within_one_grey_level(split40):
