@@ -64,7 +64,11 @@ def train(
     """Train as configured (resuming from ``train.output_dir``), then evaluate the final
     model when ``eval.after_train`` is set; the summary (with ``eval`` on rank 0)."""
     runtime = runtime or start_runtime(cfg)
-    summary = build_trainer(cfg, runtime, stop).run()
+    trainer = build_trainer(cfg, runtime, stop)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
     if cfg.eval.after_train and summary["status"] == "completed":
         summary["eval"] = evaluate(cfg, summary["final_model"], runtime)
     return summary

@@ -16,8 +16,10 @@ then reuse it, and it owns every collective that training and evaluation run:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -155,13 +157,34 @@ class Runtime:
         return FlagVote(self)
 
     def close(self) -> None:
-        """Leave the process group (at the end of the process's work)."""
+        """Leave the process group (at the end of the process's work) and free it: DeepSpeed
+        caches the world group in its own globals, which only its own destroy releases (a
+        group still referenced keeps its threads running into the interpreter's exit)."""
         if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+            deepspeed_comm = sys.modules.get("deepspeed.comm")
+            if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+                deepspeed_comm.destroy_process_group()
+            else:
+                dist.destroy_process_group()
+
+
+def _import_deepspeed_first() -> None:
+    """Import DeepSpeed (when installed) before any process group exists.
+
+    ``deepspeed/comm/torch.py`` binds ``GroupMember.WORLD`` as a default argument of its
+    ``barrier`` when it is imported: imported once a group exists, it pins that group for the
+    life of the process, ``destroy_process_group`` cannot free it, and its gloo / NCCL threads
+    are still running when the interpreter exits. A rank that left before the others then
+    died with "terminate called without an active exception" (SIGABRT), failing SLURM jobs
+    that had finished. Accelerate imports DeepSpeed by itself whenever it is installed (to
+    unwrap models), so no run is safe from it: import it while ``WORLD`` is still None."""
+    if importlib.util.find_spec("deepspeed") is not None:
+        import deepspeed.comm  # noqa: F401
 
 
 def _init_group(launch: Launch, device: torch.device) -> None:
     """Join the launcher's rendezvous (env://), or make a group of one in this process."""
+    _import_deepspeed_first()
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs: dict = {"backend": backend, "rank": launch.rank, "world_size": launch.world_size}
     if device.type == "cuda":

@@ -81,6 +81,9 @@ class AccelerateBackend(Backend):
             return None
         return {k: v.detach().float().cpu().clone() for k, v in state.items()}
 
+    def close(self) -> None:
+        self.accelerator.free_memory()  # Accelerate's own references to the prepared objects
+
     def scalar_parameters(self) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
         return {

@@ -110,6 +110,11 @@ class Backend(ABC):
         the checkpoint :meth:`save` just wrote (ZeRO shards are consolidated from it)."""
 
     @abstractmethod
+    def close(self) -> None:
+        """Release what the library keeps beyond this object (hooks, process-group references);
+        the backend is not used afterwards."""
+
+    @abstractmethod
     def scalar_parameters(self) -> dict[str, float]:
         """Every one-element parameter by name (e.g. SCM's lambda and t), on every rank."""
 

@@ -130,6 +130,12 @@ class DeepSpeedBackend(Backend):
         state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=CHECKPOINT_TAG)
         return {k: v.float().clone() for k, v in state.items()}
 
+    def close(self) -> None:
+        # the engine's gradient hooks live on the parameters' autograd nodes (C++), a cycle
+        # the garbage collector cannot see: without destroy() the engine, and the process
+        # group it holds, outlive the run
+        self.engine.destroy()
+
     def scalar_parameters(self) -> dict[str, float]:
         named = [
             (n, p) for n, p in self.engine.module.named_parameters() if getattr(p, "ds_numel", p.numel()) == 1

@@ -323,6 +323,10 @@ class Trainer:
             summary["final_model"] = str(self.write_final_model())
         return summary
 
+    def close(self) -> None:
+        """Release the backend's library state; the trainer is not used afterwards."""
+        self.backend.close()
+
     def write_final_model(self) -> Path:
         """Consolidate the last checkpoint into one fp32 file (all SCM parameters kept)."""
         if self.last_checkpoint is None:

@@ -147,10 +147,30 @@ def _collectives(job: dict, cfg, runtime) -> dict:
     }
 
 
+def _train_then_close(job: dict, cfg, runtime) -> dict:
+    """Train (as scm-train does), close the runtime: the native threads left in this
+    process. gloo's loops still running would mean the group outlived
+    ``destroy_process_group`` (and may abort the interpreter's exit)."""
+    import gc
+    import os
+    import time
+
+    from scm_dist import app
+
+    summary = app.train(cfg, None, runtime)
+    runtime.close()
+    gc.collect()
+    time.sleep(0.2)
+    tasks = Path("/proc/self/task")
+    summary["threads"] = sorted((tasks / t / "comm").read_text().strip() for t in os.listdir(tasks))
+    return summary
+
+
 JOBS = {
     "train": _train,
     "train_snapshot": _train_and_snapshot_live_model,
     "train_optimizer": _train_and_name_optimizer,
     "evaluate": _evaluate,
     "collectives": _collectives,
+    "train_then_close": _train_then_close,
 }

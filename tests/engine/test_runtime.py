@@ -34,6 +34,23 @@ def test_collectives_and_the_stop_vote_on_real_processes(synthetic_shards, tmp_p
         assert counted["runtime.py:barrier"] == 1
 
 
+@pytest.mark.parametrize(
+    "engine",
+    [[], ["train.engine=deepspeed", "train.deepspeed_config=configs/deepspeed/zero2.json"]],
+    ids=["accelerate", "deepspeed"],
+)
+def test_closing_after_training_frees_the_group(synthetic_shards, tmp_path, engine):
+    """A group something still references keeps its threads running into the interpreter's
+    exit, where a rank that left first died with SIGABRT. Two holders: DeepSpeed's comm
+    module pins the group it finds at import (Accelerate imports it), and the DeepSpeed
+    engine's gradient hooks keep the engine alive."""
+    job = dict(kind="train_then_close", shards=str(synthetic_shards), output_dir=str(tmp_path))
+    job["overrides"] = ["train.max_steps=2", *engine]
+    for result in run_ranks(job, 2):
+        assert result["status"] == "completed"
+        assert not [name for name in result["threads"] if "gloo" in name], result["threads"]
+
+
 def test_a_group_of_one_without_a_launcher_when_asked(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
