@@ -5,6 +5,7 @@ min-max normalised version; checkpoints in either release layout keep their fami
 import pytest
 import timm
 import torch
+from release_layout import release_checkpoint
 
 import scm_dist  # noqa: F401  (registers the models)
 from scm_dist.models import DeiTWSOL
@@ -68,25 +69,14 @@ def scm_release_cams(attn_weights, class_maps):
     return cams * class_maps
 
 
-def release_checkpoint(model, path):
-    """The releases' DataParallel layout: ``module.`` keys, SCM scalars renamed."""
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("scm.layers."):
-            _, _, layer, name = key.split(".")
-            key = f"layers.{layer}.fuse._loss_rate" if name == "lam" else f"layers.{layer}.thred"
-        state[f"module.{key}"] = value.clone()
-    torch.save({"epoch": 29, "state_dict": state, "best_map": 70.0}, path)
-    return path
-
-
 @pytest.mark.parametrize("family, release_cams", [("tscam", tscam_release_cams), ("scm", scm_release_cams)])
 @pytest.mark.parametrize("attn_impl", ["fused", "naive"])
 def test_release_checkpoint_gives_its_familys_maps(tmp_path, family, release_cams, attn_impl):
     torch.manual_seed(0)
     name = f"deit_{family}_tiny_patch16_224"
     source = timm.create_model(name, num_classes=5, img_size=64, depth=4)
-    path = release_checkpoint(source, tmp_path / f"{family}_release.pth")
+    path = tmp_path / f"{family}_release.pth"
+    torch.save(release_checkpoint(source), path)
     torch.manual_seed(1)  # a different init: everything must come from the file
     model = timm.create_model(
         name,

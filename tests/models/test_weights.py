@@ -5,6 +5,7 @@ import logging
 import pytest
 import timm
 import torch
+from release_layout import release_checkpoint
 
 import scm_dist  # noqa: F401
 from scm_dist.export import export_encoder
@@ -16,17 +17,6 @@ def _load(name, path, **kwargs):
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
 
 
-def _release_checkpoint(model):
-    """The official SCM release layout: DataParallel keys, SCM scalars renamed."""
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("scm.layers."):
-            _, _, layer, name = key.split(".")
-            key = f"layers.{layer}.fuse._loss_rate" if name == "lam" else f"layers.{layer}.thred"
-        state[f"module.{key}"] = value.clone()
-    return {"epoch": 29, "state_dict": state, "best_map": 76.4}
-
-
 def test_release_checkpoint_reproduces_outputs(tmp_path):
     torch.manual_seed(0)
     source = timm.create_model("deit_scm_tiny_patch16_224", num_classes=7, img_size=64)
@@ -35,7 +25,7 @@ def test_release_checkpoint_reproduces_outputs(tmp_path):
             layer.lam.fill_(0.8 + 0.1 * i)
             layer.t.fill_(0.4 + 0.2 * i)
     path = tmp_path / "scm_release.pth"
-    checkpoint = _release_checkpoint(source)
+    checkpoint = release_checkpoint(source)
     assert "module.layers.2.fuse._loss_rate" in checkpoint["state_dict"]
     torch.save(checkpoint, path)
 
@@ -123,7 +113,7 @@ def test_export_of_a_release_checkpoint_drops_its_scm_scalars(tmp_path):
     torch.manual_seed(0)
     model = timm.create_model("deit_scm_tiny_patch16_224", num_classes=4, img_size=64)
     src = tmp_path / "release.pth"
-    torch.save(_release_checkpoint(model), src)
+    torch.save(release_checkpoint(model), src)
     assert export_encoder(src, tmp_path / "infer.pt") == {
         "kept": len(model.state_dict()) - 8,
         "dropped_scm": 8,
