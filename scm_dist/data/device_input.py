@@ -41,7 +41,7 @@ DECODES = ("cpu", "gpu")
 
 
 def to_device(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Move a uint8 batch to ``device``: through pinned memory and ``non_blocking`` on CUDA."""
+    """Move a host batch to ``device``: through pinned memory and ``non_blocking`` on CUDA."""
     device = torch.device(device)
     if device.type == "cuda" and not images.is_pinned():
         images = images.pin_memory()
@@ -172,5 +172,4 @@ class Normalized(HostImages):
         return Normalized(self.images.pin_memory())
 
     def to_model(self, device: torch.device | str) -> torch.Tensor:
-        device = torch.device(device)
-        return self.images.to(device, non_blocking=device.type == "cuda")
+        return to_device(self.images, device)
