@@ -47,7 +47,7 @@ class AccelerateBackend(Backend):
         return nullcontext() if sync else self.accelerator.no_sync(self.model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images.to(self.device, non_blocking=True))
+        return self.model(images)
 
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss / self.grad_accum)

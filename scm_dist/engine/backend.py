@@ -81,7 +81,8 @@ class Backend(ABC):
 
     @abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Training logits (mixed precision applied as configured)."""
+        """Training logits of ``images``, which are on :attr:`device` already (mixed precision
+        applied as configured)."""
 
     @abstractmethod
     def backward(self, loss: torch.Tensor) -> None:

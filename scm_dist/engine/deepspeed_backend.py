@@ -95,7 +95,7 @@ class DeepSpeedBackend(Backend):
         return nullcontext()  # DeepSpeed tracks the accumulation boundary itself
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.engine(images.to(self.device, self.input_dtype, non_blocking=True))
+        return self.engine(images.to(self.input_dtype))
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)
