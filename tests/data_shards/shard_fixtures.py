@@ -203,6 +203,12 @@ def build_folder(root: Path) -> tuple[dict[str, Truth], Path]:
     return truth, csv_path
 
 
+def convert_folder_args(root: Path, out: Path, *extra: str, split: str = "val") -> list[str]:
+    """``scm-shards`` arguments converting the image folder ``root`` into ``out``; ``extra``
+    (``--boxes``, ``--format``, ...) go last."""
+    return ["convert", "folder", "--root", str(root), "--split", split, "--out", str(out), *extra]
+
+
 def read_webdataset(split_dir: Path) -> list[dict]:
     """All samples of a split, read with the plain webdataset library (no project code)."""
     import webdataset as wds

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from shard_fixtures import build_cub, build_folder, ffcv_image_sizes, read_ffcv, read_webdataset, save
+from shard_fixtures import (
+    build_cub,
+    build_folder,
+    convert_folder_args,
+    ffcv_image_sizes,
+    read_ffcv,
+    read_webdataset,
+    save,
+)
 
 from data_shards.cli import main
 from data_shards.schema import decode_sample_json, read_manifest
@@ -59,25 +67,7 @@ def test_folder_with_boxes_csv(tmp_path):
     root = tmp_path / "pets"
     truth, csv_path = build_folder(root)
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "convert",
-                "folder",
-                "--root",
-                str(root),
-                "--split",
-                "val",
-                "--boxes",
-                str(csv_path),
-                "--format",
-                "webdataset",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(convert_folder_args(root, out, "--boxes", str(csv_path), "--format", "webdataset")) == 0
     samples = read_webdataset(out / "val")
     assert sorted(s["__key__"] for s in samples) == sorted(truth)
     for s in samples:
@@ -97,39 +87,9 @@ def test_folder_errors(tmp_path, capsys):
     _, csv_path = build_folder(root)
     with open(csv_path, "a") as f:
         f.write("cats/ghost.jpg,1,1,2,2\n")
-    assert (
-        main(
-            [
-                "convert",
-                "folder",
-                "--root",
-                str(root),
-                "--split",
-                "val",
-                "--boxes",
-                str(csv_path),
-                "--out",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 2
-    )
+    assert main(convert_folder_args(root, tmp_path / "o", "--boxes", str(csv_path))) == 2
     save(tmp_path / "flat" / "a.jpg", 10, 10, 0)
-    assert (
-        main(
-            [
-                "convert",
-                "folder",
-                "--root",
-                str(tmp_path / "flat"),
-                "--split",
-                "val",
-                "--out",
-                str(tmp_path / "o2"),
-            ]
-        )
-        == 2
-    )
+    assert main(convert_folder_args(tmp_path / "flat", tmp_path / "o2")) == 2
     err = capsys.readouterr().err
     assert "cats/ghost.jpg" in err and "no class subfolders" in err
 
@@ -138,25 +98,7 @@ def test_ffcv_only_leaves_no_staging_tars(tmp_path):
     root = tmp_path / "pets"
     truth, csv_path = build_folder(root)
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "convert",
-                "folder",
-                "--root",
-                str(root),
-                "--split",
-                "val",
-                "--boxes",
-                str(csv_path),
-                "--format",
-                "ffcv",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(convert_folder_args(root, out, "--boxes", str(csv_path), "--format", "ffcv")) == 0
     assert sorted(p.name for p in (out / "val").iterdir()) == ["manifest.json", "val.beton"]
     from ffcv.reader import Reader
 

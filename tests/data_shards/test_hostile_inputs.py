@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from shard_fixtures import build_cub, build_folder, save
+from shard_fixtures import build_cub, build_folder, convert_folder_args, save
 
 from data_shards.cli import main as shards_main
 from data_shards.convert import ConversionError, ConvertOptions, convert_listing
@@ -88,8 +88,8 @@ def _folder_with_boxes(tmp_path: Path, row: str) -> tuple[Path, Path]:
 def test_bad_boxes_stop_the_conversion_or_are_left_out_and_counted(tmp_path, row, fault, capsys):
     root, csv_path = _folder_with_boxes(tmp_path, row)
     line = len(csv_path.read_text().splitlines())
-    args = ["convert", "folder", "--root", str(root), "--split", "val", "--boxes", str(csv_path)]
-    assert shards_main([*args, "--out", str(tmp_path / "strict")]) == 2
+    boxes = ("--boxes", str(csv_path))
+    assert shards_main(convert_folder_args(root, tmp_path / "strict", *boxes)) == 2
     err = capsys.readouterr().err
     assert (
         f"{csv_path}:{line}: box" in err
@@ -99,7 +99,7 @@ def test_bad_boxes_stop_the_conversion_or_are_left_out_and_counted(tmp_path, row
     )
     assert not (tmp_path / "strict" / "val" / "manifest.json").exists()
 
-    assert shards_main([*args, "--out", str(tmp_path / "lenient"), "--skip-bad-boxes"]) == 0
+    assert shards_main(convert_folder_args(root, tmp_path / "lenient", *boxes, "--skip-bad-boxes")) == 0
     split = tmp_path / "lenient" / "val"
     manifest = read_manifest(split)
     assert manifest.boxes_skipped == 1
@@ -160,20 +160,7 @@ def test_webdataset_only_conversion_with_no_readable_image_fails(tmp_path, capsy
     (root / "c").mkdir(parents=True)
     (root / "c" / "a.jpg").write_bytes(b"not an image")
     (root / "c" / "b.jpg").write_bytes(b"")
-    code = shards_main(
-        [
-            "convert",
-            "folder",
-            "--root",
-            str(root),
-            "--split",
-            "val",
-            "--format",
-            "webdataset",
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+    code = shards_main(convert_folder_args(root, tmp_path / "o", "--format", "webdataset"))
     assert code == 2 and "no readable images" in capsys.readouterr().err
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shard_fixtures import convert_folder_args
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -67,19 +68,8 @@ def _wait_until(condition, timeout: float, step: float = 0.005) -> bool:
 
 
 def _convert(root: Path, out: Path, *extra: str) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "data_shards",
-        "convert",
-        "folder",
-        "--root",
-        str(root),
-        "--split",
-        "val",
-    ]
     return subprocess.Popen(
-        [*command, "--out", str(out), *extra],
+        [sys.executable, "-m", "data_shards", *convert_folder_args(root, out, *extra)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
