@@ -33,18 +33,24 @@ def check_key(key: Any, shard: Any) -> str:
     return key
 
 
+def sample_member(sample: dict[str, Any], name: str) -> bytes:
+    """The ``name`` member of a WebDataset sample dict, or a :class:`ShardError` naming the
+    sample and its shard."""
+    if name not in sample:
+        raise ShardError(
+            f"sample {sample.get('__key__')} in shard {sample.get('__url__')} has "
+            f"no .{name} member; reconvert the split with data_shards"
+        )
+    return sample[name]
+
+
 def _image_member(sample: dict[str, Any], json_key: str | None) -> tuple[str, Any, bytes]:
     """(key, shard, image bytes) of a sample whose key (and ``json_key``) are plain names."""
     shard = sample.get("__url__")
     key = check_key(sample.get("__key__"), shard)
     if json_key is not None:
         check_key(json_key, shard)
-    if WDS_IMAGE_KEY not in sample:
-        raise ShardError(
-            f"sample {key} in shard {shard} has no .{WDS_IMAGE_KEY} member; "
-            "reconvert the split with data_shards"
-        )
-    return key, shard, sample[WDS_IMAGE_KEY]
+    return key, shard, sample_member(sample, WDS_IMAGE_KEY)
 
 
 def _checked(

@@ -47,7 +47,7 @@ from data_shards.schema import (
 from scm_dist.config import DataConfig
 
 from .base import EvalBatch, TrainLoader, loader_workers
-from .decode import EVAL_HINT, decode_sample, encoded_sample
+from .decode import EVAL_HINT, decode_sample, encoded_sample, sample_member
 from .device_input import HostImages, Jpegs, Pixels
 from .shards import ShardError, ShardSet, open_shards
 from .split import Segment, balanced_range, batches_done, logical_worker, segments, worker_batches
@@ -55,15 +55,6 @@ from .streams import segment_samples, worker_identity
 from .transforms import CropParams, eval_transform, rescale_boxes, sample_crop, train_transform
 
 PREFETCH_BATCHES = 4  # per worker
-
-
-def _member(sample: dict[str, Any], name: str) -> bytes:
-    if name not in sample:
-        raise ShardError(
-            f"sample {sample.get('__key__')} in shard {sample.get('__url__')} has "
-            f"no .{name} member; reconvert the split with data_shards"
-        )
-    return sample[name]
 
 
 def _seeded(*parts: int) -> random.Random:
@@ -125,7 +116,7 @@ class _TrainStream(IterableDataset):
         params = sample_crop(rng, cfg.resize_size, cfg.crop_size)
         if cfg.decode == "cpu":
             image = train_transform(image, params, cfg.resize_size, cfg.crop_size)
-        return image, params, int(_member(sample, WDS_LABEL_KEY)), key
+        return image, params, int(sample_member(sample, WDS_LABEL_KEY)), key
 
     def _collate(self, group: list[dict[str, Any]]) -> tuple[HostImages, torch.Tensor, list[str], int]:
         """A batch of raw samples prepared (the undecodable ones skipped and counted)."""
@@ -217,7 +208,7 @@ class _EvalStream(IterableDataset):
         self.start, self.stop = balanced_range(shards.total, world_size, rank)
 
     def _sample(self, sample: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray, Any]:
-        info = decode_sample_json(_member(sample, WDS_INFO_KEY))
+        info = decode_sample_json(sample_member(sample, WDS_INFO_KEY))
         image = decode_sample(sample, False, EVAL_HINT, json_key=info.key)
         assert image is not None  # skip_corrupt=False: a corrupt image raises instead
         size = self.cfg.eval_size

@@ -18,7 +18,15 @@ import pytest
 from loader_fixtures import small_config, write_split
 
 from data_shards.manifest import verify_split
-from data_shards.schema import FFCV_FIELDS, FFCV_IMAGE, FFCV_SAMPLE_ID, MANIFEST_NAME
+from data_shards.schema import (
+    FFCV_FIELDS,
+    FFCV_IMAGE,
+    FFCV_SAMPLE_ID,
+    MANIFEST_NAME,
+    WDS_IMAGE_KEY,
+    WDS_INFO_KEY,
+    WDS_LABEL_KEY,
+)
 from scm_dist.data import ShardError, build_eval_loader, build_train_loader
 
 
@@ -100,6 +108,21 @@ def test_webdataset_keys_that_are_not_plain_names_are_refused(tmp_path, where):
             list(build_train_loader(small_config(directory, "webdataset", workers=0)))
     with pytest.raises(ShardError, match=r"not a plain name"):
         list(build_eval_loader(small_config(directory, "webdataset", workers=0)))
+
+
+@pytest.mark.parametrize(
+    "member, reader",
+    [(WDS_IMAGE_KEY, "train"), (WDS_LABEL_KEY, "train"), (WDS_IMAGE_KEY, "eval"), (WDS_INFO_KEY, "eval")],
+)
+def test_webdataset_sample_without_a_member_it_needs_stops_naming_it(tmp_path, member, reader):
+    directory = tmp_path / "split"
+    write_split(directory, 8, shard_size=4)
+    _rewrite_tar(directory, "val_00006", lambda name, data: (name.replace(f".{member}", ".unused"), data))
+    build = build_train_loader if reader == "train" else build_eval_loader
+    with pytest.raises(
+        ShardError, match=rf"sample val_00006 in shard .*val-000001\.tar has no \.{member} member; reconvert"
+    ):
+        list(build(small_config(directory, "webdataset", workers=0)))
 
 
 def _corrupt_in_beton(beton: Path, index: int) -> int:
