@@ -167,9 +167,8 @@ def _corrupt_error(path: str, sample_ids: torch.Tensor, hint: str) -> ShardError
 class _RankOrder(TraversalOrder):
     """A traversal order for ``Loader(order=...)``; FFCV calls the instance with itself."""
 
-    def __init__(
-        self, plan: Callable[[Loader], np.ndarray]
-    ) -> None:  # no super().__init__: FFCV builds no state there
+    def __init__(self, plan: Callable[[Loader], np.ndarray]) -> None:
+        # no super().__init__: FFCV builds no state there
         self._plan = plan
         self.loader: Loader | None = None
 

@@ -54,6 +54,7 @@ from .engine_run import step_engine
 from .feed import step_eval, step_loader
 from .train_step import step_scm_tf32, step_train
 
+# seconds a step needs at least (full mode); a step is skipped when less is left
 STEP_NEEDS = {
     "environment": 0,
     "correctness": 20,

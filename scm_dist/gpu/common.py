@@ -74,7 +74,6 @@ QUICK = Sizes(
     loader_batch=8,
     loader_workers=1,
 )
-# seconds a step needs at least (full mode); a step is skipped when less is left
 
 
 @dataclass

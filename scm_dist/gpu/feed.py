@@ -70,23 +70,20 @@ def step_loader(check: Check) -> dict[str, Any]:
         "source_bytes_per_image": source_bytes // sizes.loader_images,
         "crop": crop,
         "batch": sizes.loader_batch,
-        "cpu_decode_webdataset": {
-            "workers": sizes.loader_workers,
-            "device": str(check.device),
-            **_measure(cfg, check.device),
-        },
-    }
-    # GPU decode: the same shards, the workers hand the JPEG bytes over undecoded
-    out["gpu_decode_webdataset"] = {
-        "workers": sizes.loader_workers,
-        "device": str(check.device),
-        **_measure(replace(cfg, decode="gpu"), check.device),
     }
     train = check.results.get("train_images_per_s")
     if train:
         out["train_step_images_per_s"] = train
-        out["cpu_decode_over_train"] = round(out["cpu_decode_webdataset"]["images_per_s"] / train, 3)
-        out["gpu_decode_over_train"] = round(out["gpu_decode_webdataset"]["images_per_s"] / train, 3)
+    # the same shards twice; with GPU decode the workers hand the JPEG bytes over undecoded
+    for decode in ("cpu", "gpu"):
+        measured = _measure(replace(cfg, decode=decode), check.device)
+        out[f"{decode}_decode_webdataset"] = {
+            "workers": sizes.loader_workers,
+            "device": str(check.device),
+            **measured,
+        }
+        if train:
+            out[f"{decode}_decode_over_train"] = round(measured["images_per_s"] / train, 3)
     return out
 
 
