@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _real_sizes(path: Path | None, count: int) -> list[tuple[int, int]]:
+def real_sizes(path: Path | None, count: int) -> list[tuple[int, int]]:
     path = path or imagenet_val_metadata() / "image_sizes.txt"
     if not path.is_file():
         raise FileNotFoundError(f"--sizes {path}: no such file; give a wsolevaluation image_sizes.txt")
@@ -87,7 +87,7 @@ def _real_sizes(path: Path | None, count: int) -> list[tuple[int, int]]:
     return (sizes * (count // max(len(sizes), 1) + 1))[:count]
 
 
-def _photo_like(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def photo_like(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth colour regions, edges and fine texture: JPEG sizes close to real photos."""
     field = cv2.resize(
         rng.random((6, 8, 3), dtype=np.float32) * 255, (width, height), interpolation=cv2.INTER_CUBIC
@@ -102,27 +102,33 @@ def _photo_like(width: int, height: int, rng: np.random.Generator) -> np.ndarray
     return image
 
 
-def _write_images(root: Path, sizes: list[tuple[int, int]], classes: int) -> int:
+def write_images(root: Path, sizes: list[tuple[int, int]], classes: int, distinct: int | None = None) -> int:
+    """Photo-like JPEGs (q90) of ``sizes`` in ``classes`` folders under ``root``; with
+    ``distinct``, only the first ``distinct`` are generated and the rest repeat them under
+    new names. Returns their total bytes."""
     rng = np.random.default_rng(0)
+    blobs: list[bytes] = []
     total = 0
     for i, (width, height) in enumerate(tqdm(sizes, desc="benchmark images", leave=False)):
+        if distinct is None or i < distinct:
+            blobs.append(encode_jpeg(photo_like(width, height, rng), 90))
+        data = blobs[i % len(blobs)]
         folder = root / f"class{i % classes:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        data = encode_jpeg(_photo_like(width, height, rng), 90)
         (folder / f"img{i:06d}.jpg").write_bytes(data)
         total += len(data)
     return total
 
 
-def _convert(root: Path, out: Path) -> Path:
+def convert_quietly(root: Path, out: Path, options: ConvertOptions) -> Path:
+    """The image folder ``root`` converted by data_shards into ``out`` as the split
+    ``train``, its progress bars silenced; the split's folder."""
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-        convert_listing(
-            list_folder(root, "train"), out, ConvertOptions(workers=2, shard_size_mb=SHARD_MB), {}
-        )
+        convert_listing(list_folder(root, "train"), out, options, {})
     return out / "train"
 
 
-def _measure(cfg: DataConfig, device: torch.device | str = "cpu") -> dict:
+def measure_loader(cfg: DataConfig, device: torch.device | str = "cpu") -> dict:
     """The loader's images/s with each batch made the model's input on ``device`` (the
     normalisation, or with ``data.decode: gpu`` the decode, counted; the device waited for)."""
     loader = build_train_loader(cfg, rank=0, world_size=1, seed=0)
@@ -160,12 +166,12 @@ def _remote_runs(shards: Path, base: dict) -> dict:
     runs = {}
     with nginx_serving(shards.parent) as url:
         config = DataConfig(train_dir=f"{url}/{shards.name}", format="webdataset", **base)
-        runs["webdataset_http_nginx"] = _measure(config)
+        runs["webdataset_http_nginx"] = measure_loader(config)
     with s3_server() as endpoint, _environment(s3_environment(endpoint)):
         create_bucket(endpoint, "bench")
         upload_splits(shards, f"s3://bench/{shards.name}")
         config = DataConfig(train_dir=f"s3://bench/{shards.name}", format="webdataset", **base)
-        runs["webdataset_s3_moto"] = _measure(config)
+        runs["webdataset_s3_moto"] = measure_loader(config)
     return runs
 
 
@@ -197,8 +203,8 @@ def run(args: list[str]) -> dict:
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="bench-loaders-"))
     try:
         root = work / "folder"
-        source_bytes = _write_images(root, _real_sizes(opts.sizes, opts.images), opts.classes)
-        shards = _convert(root, work / "shards")
+        source_bytes = write_images(root, real_sizes(opts.sizes, opts.images), opts.classes)
+        shards = convert_quietly(root, work / "shards", ConvertOptions(workers=2, shard_size_mb=SHARD_MB))
         base = dict(
             resize_size=opts.size * 256 // 224,
             crop_size=opts.size,
@@ -211,12 +217,14 @@ def run(args: list[str]) -> dict:
         # remote runs before FFCV: forking DataLoader workers after FFCV has run makes numba's
         # thread pool print a warning on stdout, into the JSON
         runs: dict[str, dict] = {
-            fmt: _measure(DataConfig(train_dir=str(root if fmt == "folder" else shards), format=fmt, **base))
+            fmt: measure_loader(
+                DataConfig(train_dir=str(root if fmt == "folder" else shards), format=fmt, **base)
+            )
             for fmt in FORMATS
             if fmt != "ffcv"
         }
         remote = {} if opts.no_remote else _remote_runs(shards, base)
-        runs["ffcv"] = _measure(DataConfig(train_dir=str(shards), format="ffcv", **base))
+        runs["ffcv"] = measure_loader(DataConfig(train_dir=str(shards), format="ffcv", **base))
         runs.update(remote)
         baseline = runs["folder"]["images_per_s"]
         node_need = opts.gpus * opts.gpu_img_s

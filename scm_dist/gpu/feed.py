@@ -9,10 +9,7 @@ import os
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .common import BASE_CONFIG, Check
 
@@ -20,43 +17,25 @@ from .common import BASE_CONFIG, Check
 DISTINCT_IMAGES = 256  # generated photo-like JPEGs; larger sets repeat them under new names
 
 
-def _imagenet_like_folder(root: Path, count: int, classes: int = 10) -> int:
-    """``count`` JPEGs (q90) at the real sizes of the first ImageNet val images, photo-like
-    (the loader benchmark's generator), in ``classes`` folders; returns their total bytes."""
-    from data_shards.images import encode_jpeg
-    from data_shards.reference_data import imagenet_val_metadata
-    from scm_dist.data.benchmark import _photo_like, _real_sizes
-
-    rng = np.random.default_rng(0)
-    sizes_file = imagenet_val_metadata() / "image_sizes.txt"
-    sizes = _real_sizes(sizes_file, min(count, DISTINCT_IMAGES))
-    blobs = [encode_jpeg(_photo_like(width, height, rng), 90) for width, height in sizes]
-    total = 0
-    for i in range(count):
-        folder = root / f"class{i % classes:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"img{i:06d}.jpg").write_bytes(blobs[i % len(blobs)])
-        total += len(blobs[i % len(blobs)])
-    return total
-
-
 def step_loader(check: Check) -> dict[str, Any]:
-    from data_shards.convert import ConvertOptions, convert_listing
+    """The real WebDataset loader on ImageNet-like JPEGs (the loader benchmark's: real val
+    sizes, photo-like, q90; only ``DISTINCT_IMAGES`` generated, the rest repeat them)."""
+    from data_shards.convert import ConvertOptions
     from data_shards.schema import FORMAT_WEBDATASET
-    from data_shards.sources.folder import list_folder
     from scm_dist.config import DataConfig
-    from scm_dist.data.benchmark import _measure
+    from scm_dist.data.benchmark import convert_quietly, measure_loader, real_sizes, write_images
 
     sizes = check.sizes
     root = check.workdir / "loader"
-    source_bytes = _imagenet_like_folder(root / "folder", sizes.loader_images)
+    source_bytes = write_images(
+        root / "folder", real_sizes(None, sizes.loader_images), classes=10, distinct=DISTINCT_IMAGES
+    )
     options = ConvertOptions(formats=(FORMAT_WEBDATASET,), workers=max(1, min(8, os.cpu_count() or 1)))
-    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-        convert_listing(list_folder(root / "folder", "train"), root / "shards", options, {})
+    shards = convert_quietly(root / "folder", root / "shards", options)
     crop = 224 if not check.quick else 64
     resize = crop * 256 // 224
     cfg = DataConfig(
-        train_dir=str(root / "shards" / "train"),
+        train_dir=str(shards),
         format="webdataset",
         resize_size=resize,
         crop_size=crop,
@@ -76,7 +55,7 @@ def step_loader(check: Check) -> dict[str, Any]:
         out["train_step_images_per_s"] = train
     # the same shards twice; with GPU decode the workers hand the JPEG bytes over undecoded
     for decode in ("cpu", "gpu"):
-        measured = _measure(replace(cfg, decode=decode), check.device)
+        measured = measure_loader(replace(cfg, decode=decode), check.device)
         out[f"{decode}_decode_webdataset"] = {
             "workers": sizes.loader_workers,
             "device": str(check.device),

@@ -7,7 +7,7 @@ from loader_fixtures import imagenet_normalized
 
 from data_shards.images import encode_jpeg
 from scm_dist.data import device_input
-from scm_dist.data.benchmark import _photo_like
+from scm_dist.data.benchmark import photo_like
 from scm_dist.data.transforms import decode_jpeg, eval_transform, sample_crop, train_transform
 
 SIZES = [(500, 375), (333, 500), (120, 90), (640, 480)]  # down- and upscaled to 256
@@ -16,7 +16,7 @@ SIZES = [(500, 375), (333, 500), (120, 90), (640, 480)]  # down- and upscaled to
 @pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
-    jpegs = [encode_jpeg(_photo_like(w, h, rng), 90) for w, h in SIZES]
+    jpegs = [encode_jpeg(photo_like(w, h, rng), 90) for w, h in SIZES]
     params = [sample_crop(rng, 256, 224) for _ in jpegs]
     params[0] = type(params[0])(params[0].top, params[0].left, True)  # at least one of each flip
     params[1] = type(params[1])(params[1].top, params[1].left, False)
