@@ -11,7 +11,7 @@ DeepSpeed's own FusedAdam needs its CUDA ops JIT-built).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -39,13 +39,13 @@ def adamw_kind(groups: list[Any], impl: str = "auto") -> str:
 def build_adamw(
     groups: Iterable[Any],
     lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
+    betas: Sequence[float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.01,
     impl: str = "auto",
 ) -> torch.optim.AdamW:
     """``torch.optim.AdamW`` over ``groups`` (parameter groups or parameters), with the
-    kernel :func:`adamw_kind` picks."""
+    kernel :func:`adamw_kind` picks; ``betas`` is any pair (the config's list included)."""
     groups = list(groups)
     beta1, beta2 = betas
     kind = adamw_kind(groups, impl)

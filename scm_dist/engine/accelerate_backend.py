@@ -37,8 +37,8 @@ class AccelerateBackend(Backend):
     def prepare(
         self, model: nn.Module, groups: list[dict], lr: float, multiplier: Callable[[int], float]
     ) -> None:
-        beta1, beta2 = self.cfg.optim.betas
-        optimizer = build_adamw(groups, lr=lr, betas=(beta1, beta2), eps=self.cfg.optim.eps)  # fused on CUDA
+        # fused on CUDA
+        optimizer = build_adamw(groups, lr=lr, betas=self.cfg.optim.betas, eps=self.cfg.optim.eps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         # not prepared: Accelerate would step it once per process
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, multiplier)

@@ -74,10 +74,13 @@ class DeepSpeedBackend(Backend):
         # torch's AdamW handed to DeepSpeed (which steps it on its fp32 partitions): the fused
         # kernel on CUDA, where DeepSpeed's own FusedAdam would need its CUDA ops JIT-built;
         # the same update as the Accelerate backend's
-        beta1, beta2 = self.cfg.optim.betas
         on_gpu = self.device.type == "cuda" and not offloads_optimizer(config)
         optimizer = build_adamw(
-            groups, lr=lr, betas=(beta1, beta2), eps=self.cfg.optim.eps, impl="fused" if on_gpu else "foreach"
+            groups,
+            lr=lr,
+            betas=self.cfg.optim.betas,
+            eps=self.cfg.optim.eps,
+            impl="fused" if on_gpu else "foreach",
         )
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
